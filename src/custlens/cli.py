@@ -1,0 +1,210 @@
+"""The `custlens` command (Typer + Rich).
+
+Each package contributes its commands through a `register(app)` function in its own `cli.py`
+(custlens.ingest.cli, custlens.demo.cli, …) so command code lives next to what it drives.
+Conventions: `--format json` prints exactly one JSON document to stdout; progress and messages
+go to stderr; a CustlensError prints its message without a traceback and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from custlens.errors import CustlensError
+from custlens.i18n import register as register_messages
+from custlens.i18n import t
+
+app = typer.Typer(
+    name="custlens",
+    help="custlens — customer data analytics: integrate, clean, protect, unify, analyze, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+register_messages({
+    "cli.init.done": {"zh": "已创建工作区：{path}", "en": "Workspace created: {path}"},
+    "cli.owner_mode": {"zh": "工作区尚无用户：以本地所有者（admin 角色）身份运行。",
+                       "en": "No users in this workspace yet: running as its local owner with the admin role."},
+    "cli.error": {"zh": "错误", "en": "Error"},
+})
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@dataclass
+class State:
+    workspace: str | None = None
+    user: str | None = None
+    lang: str | None = None
+
+
+state = State()
+
+
+@app.callback()
+def _root(
+    workspace: str = typer.Option(None, "--workspace", "-w", envvar="CUSTLENS_WORKSPACE",
+                                  help="Workspace folder (default: current folder or its parents)."),
+    as_user: str = typer.Option(None, "--as", help="Act as this user (governed access)."),
+    lang: str = typer.Option(None, "--lang", help="Language for messages: zh or en."),
+) -> None:
+    state.workspace = workspace
+    state.user = as_user
+    state.lang = lang
+    if lang:
+        os.environ["CUSTLENS_LANG"] = lang
+
+
+def open_ws(read_only: bool = False) -> Any:
+    """Open the workspace the global options point at, acting as the selected user."""
+    from custlens.workspace import open_workspace  # noqa: PLC0415
+
+    token = None
+    if state.user is None:
+        token = _stored_token()
+    return open_workspace(state.workspace, user=state.user, token=token, read_only=read_only)
+
+
+def _stored_token() -> str | None:
+    cfg = Path(os.environ.get("CUSTLENS_HOME", Path.home() / ".config" / "custlens")) / "token"
+    return cfg.read_text().strip() if cfg.exists() else None
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, set):
+        return sorted(o)
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    return str(o)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=_default, indent=2, allow_nan=False)
+
+
+def _clean_nan(o: Any) -> Any:
+    if isinstance(o, float) and o != o:
+        return None
+    if isinstance(o, dict):
+        return {k: _clean_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean_nan(v) for v in o]
+    return o
+
+
+def emit(data: Any, fmt: Format | str = Format.table, *, title: str | None = None, frame: Any = None) -> None:
+    """Print a result: one JSON document (stdout), CSV of `frame`, or Rich tables of `frame`/data."""
+    fmt = Format(fmt)
+    if fmt is Format.json:
+        sys.stdout.write(to_json(_clean_nan(data)) + "\n")
+        return
+    if fmt is Format.csv:
+        if frame is None:
+            raise CustlensError("this command has no tabular output for --format csv", fix="use --format json")
+        sys.stdout.write(frame.to_csv(index=False))
+        return
+    if frame is not None:
+        print_frame(frame, title=title)
+    elif isinstance(data, dict):
+        tbl = Table(title=title, show_header=False)
+        for k, v in data.items():
+            tbl.add_row(str(k), v if isinstance(v, str) else to_json(v))
+        out.print(tbl)
+    else:
+        out.print(data)
+
+
+def print_frame(frame: Any, title: str | None = None, max_rows: int = 50) -> None:
+    tbl = Table(title=title)
+    for c in frame.columns:
+        tbl.add_column(str(c), overflow="fold")
+    for row in frame.head(max_rows).itertuples(index=False):
+        tbl.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
+    out.print(tbl)
+    if len(frame) > max_rows:
+        err.print(f"… {len(frame) - max_rows} more rows (use --format csv for all)")
+
+
+def progress() -> Any:
+    """A Rich progress bar on stderr for long work."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
+
+
+@app.command()
+def init(path: str = typer.Argument(".", help="Folder to create the workspace in.")) -> None:
+    """Create a workspace: custlens.toml, warehouse.duckdb, archive/, reports/ and a key."""
+    from custlens.workspace import init as ws_init  # noqa: PLC0415
+
+    ws = ws_init(path)
+    err.print(t("cli.init.done", None, path=ws.root))
+    ws.close()
+
+
+# Packages that contribute commands. A package whose cli module is absent is skipped.
+COMMAND_MODULES = (
+    "custlens.ingest.cli",
+    "custlens.privacy.cli",
+    "custlens.clean.cli",
+    "custlens.demo.cli",
+    "custlens.profile.cli",
+    "custlens.analytics.cli",
+    "custlens.models.cli",
+    "custlens.report.cli",
+    "custlens.security.cli",
+    "custlens.server.cli",
+    "custlens.ops.cli",
+)
+
+
+def _register_all() -> None:
+    for mod in COMMAND_MODULES:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):  # the package or its cli module is not there
+                continue
+            raise
+        m.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    try:
+        app()
+    except CustlensError as e:
+        err.print(f"[bold red]{t('cli.error')}:[/] {e.message}", highlight=False)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Workspace: one folder holding custlens.toml, the warehouse, archive/, reports/ and keys/.
+
+It opens the engine connection (DuckDB file by default) and names the canonical tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custlens.config import DEFAULT_TOML, Config, load_config
+from custlens.errors import KeyMaterialError, ValidationError, WorkspaceError
+from custlens.model.schema import TABLES
+
+if TYPE_CHECKING:
+    import duckdb
+    import ibis.expr.types as ir
+    from ibis.backends.duckdb import Backend as DuckDBBackend
+
+CONFIG_FILE = "custlens.toml"
+WAREHOUSE_FILE = "warehouse.duckdb"
+KEY_FILE = "keys/custlens.key"
+ENV_WORKSPACE = "CUSTLENS_WORKSPACE"
+
+_IDENT = re.compile(r"^[^\x00-\x1f\"`;]{1,128}$")
+
+
+def check_identifier(name: str, what: str = "name") -> str:
+    """Reject identifiers that could break out of quoting (quotes, backticks, semicolons, control chars)."""
+    if not isinstance(name, str) or not _IDENT.match(name) or name.strip() != name or name == "":
+        raise ValidationError(
+            f"invalid {what} {name!r}",
+            fix="use letters, digits, underscores or CJK characters; no quotes, semicolons or control characters",
+        )
+    return name
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for DuckDB SQL after validating it."""
+    return '"' + check_identifier(name) + '"'
+
+
+@dataclass
+class Workspace:
+    """An opened workspace. Use custlens.open(path) or custlens.init(path) to get one."""
+
+    root: Path
+    config: Config
+    user: str | None = None
+    read_only: bool = False
+    _con: Any = field(default=None, repr=False)
+    _key: bytes | None = field(default=None, repr=False)
+    _ctx: Any = field(default=None, repr=False)
+
+    # ----- paths -----
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / WAREHOUSE_FILE
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def key_path(self) -> Path:
+        return self.root / KEY_FILE
+
+    @property
+    def lang(self) -> str:
+        return self.config.lang
+
+    # ----- key material -----
+    @property
+    def key(self) -> bytes:
+        """The 32-byte workspace key (pseudonyms, encryption), from the env var or keys/custlens.key."""
+        if self._key is None:
+            self._key = load_key(self.root, self.config.privacy.key_env)
+        return self._key
+
+    # ----- engine -----
+    @property
+    def con(self) -> DuckDBBackend:
+        """The Ibis backend connection (DuckDB file, or PySpark when configured)."""
+        if self._con is None:
+            if self.config.engine.kind == "spark":
+                from custlens.engine_spark import connect_spark  # noqa: PLC0415
+
+                self._con = connect_spark(self)
+            else:
+                self._con = _connect_duckdb(self.warehouse_path, read_only=self.read_only,
+                                            memory_limit=self.config.engine.memory_limit,
+                                            threads=self.config.engine.threads)
+        return self._con
+
+    @property
+    def duck(self) -> duckdb.DuckDBPyConnection:
+        """The raw DuckDB connection (for transactions and bulk loads). DuckDB engine only."""
+        if self.config.engine.kind != "duckdb":
+            raise WorkspaceError("this operation needs the DuckDB engine",
+                                 fix="run it on the DuckDB workspace, then export to Spark")
+        return self.con.con
+
+    def close(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.disconnect()
+            self._con = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def has_table(self, name: str) -> bool:
+        return name in self.list_tables()
+
+    def list_tables(self) -> list[str]:
+        return list(self.con.list_tables())
+
+    def table(self, name: str) -> ir.Table:
+        """An Ibis table by canonical name; a clear error when it is absent."""
+        check_identifier(name, "table name")
+        if not self.has_table(name):
+            raise WorkspaceError(f"table {name!r} does not exist in this workspace", where=str(self.root),
+                                 fix="load data into it with `custlens ingest ... --table " + name + "`")
+        return self.con.table(name)
+
+    def row_count(self, name: str) -> int:
+        if not self.has_table(name):
+            return 0
+        return int(self.con.table(name).count().execute())
+
+    def sql(self, query: str, params: list[Any] | None = None) -> Any:
+        """Run SQL on the raw DuckDB connection and return the DuckDB relation/cursor."""
+        return self.duck.execute(query, params or [])
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckDB transaction: everything inside commits together or not at all."""
+        con = self.duck
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        else:
+            con.execute("COMMIT")
+
+    def ensure_table(self, name: str, columns: dict[str, str]) -> None:
+        """Create table `name` with columns (name → DuckDB type) if absent; add missing columns."""
+        ensure_duck_table(self.duck, name, columns)
+
+
+def ensure_duck_table(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str]) -> None:
+    cols = ", ".join(f"{quote(c)} {duck_type(t)}" for c, t in columns.items())
+    con.execute(f"CREATE TABLE IF NOT EXISTS {quote(name)} ({cols})")
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
+        [name]).fetchall()}
+    for c, t in columns.items():
+        if c not in have:
+            con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(c)} {duck_type(t)}")
+
+
+_DUCK_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN", "date": "DATE",
+               "timestamp": "TIMESTAMP", "int32": "INTEGER", "json": "VARCHAR", "blob": "BLOB"}
+
+
+def duck_type(t: str) -> str:
+    return _DUCK_TYPES.get(t, t)
+
+
+def _connect_duckdb(path: Path, *, read_only: bool = False, memory_limit: str = "", threads: int = 0) -> Any:
+    import ibis  # noqa: PLC0415
+
+    try:
+        con = ibis.duckdb.connect(str(path), read_only=read_only)
+    except Exception as e:  # duckdb.IOException on a held lock
+        msg = str(e)
+        if "lock" in msg.lower():
+            raise WorkspaceError(
+                "the workspace warehouse is in use by another process",
+                where=str(path),
+                fix="stop the other custlens process (e.g. `custlens serve`) or run the command through the "
+                    "server; DuckDB allows one writer at a time. Detail: " + msg.splitlines()[0],
+            ) from None
+        raise WorkspaceError(f"cannot open the warehouse: {msg}", where=str(path),
+                             fix="check the file is a DuckDB database and not corrupted (restore a backup)") from None
+    if memory_limit:
+        con.raw_sql(f"SET memory_limit = '{memory_limit}'")
+    if threads:
+        con.raw_sql(f"SET threads = {int(threads)}")
+    return con
+
+
+def create_canonical_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every canonical table with its storage columns (so any DuckDB client sees the model)."""
+    for schema in TABLES.values():
+        ensure_duck_table(con, schema.name, schema.storage_columns())
+
+
+# ----- key handling -----
+def load_key(root: Path, env_var: str = "CUSTLENS_KEY") -> bytes:
+    env = os.environ.get(env_var)
+    if env:
+        try:
+            key = base64.b64decode(env, validate=True)
+        except Exception:
+            raise KeyMaterialError(f"environment variable {env_var} is not valid base64",
+                                   fix="set it to the base64 of 32 random bytes, e.g. `openssl rand -base64 32`") from None
+        if len(key) != 32:
+            raise KeyMaterialError(f"environment variable {env_var} must decode to 32 bytes, got {len(key)}",
+                                   fix="use `openssl rand -base64 32`")
+        return key
+    path = root / KEY_FILE
+    if not path.exists():
+        raise KeyMaterialError("the workspace key is missing", where=str(path),
+                               fix=f"restore keys/custlens.key from your backup or set {env_var}; without it "
+                                   "pseudonyms cannot be matched and encrypted values cannot be read")
+    try:
+        key = base64.b64decode(path.read_text().strip(), validate=True)
+    except Exception:
+        raise KeyMaterialError("the workspace key file is corrupt", where=str(path),
+                               fix="restore keys/custlens.key from your backup") from None
+    if len(key) != 32:
+        raise KeyMaterialError("the workspace key file does not hold a 32-byte key", where=str(path),
+                               fix="restore keys/custlens.key from your backup")
+    return key
+
+
+def _write_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+
+
+# ----- finding, creating, opening -----
+def find_workspace(start: str | Path | None = None) -> Path:
+    """Workspace folder from an explicit path, CUSTLENS_WORKSPACE, or the current folder and its parents."""
+    if start is not None:
+        p = Path(start).expanduser().resolve()
+        if not (p / CONFIG_FILE).exists():
+            raise WorkspaceError(f"{p} is not a custlens workspace (no {CONFIG_FILE})", where=str(p),
+                                 fix=f"create one with `custlens init {start}` or point --workspace at an existing one")
+        return p
+    env = os.environ.get(ENV_WORKSPACE)
+    if env:
+        return find_workspace(env)
+    here = Path.cwd().resolve()
+    for p in [here, *here.parents]:
+        if (p / CONFIG_FILE).exists():
+            return p
+    raise WorkspaceError("no custlens workspace found in this folder or its parents", where=str(here),
+                         fix="run `custlens init` here, cd into a workspace, or pass --workspace DIR "
+                             f"(or set {ENV_WORKSPACE})")
+
+
+def init(path: str | Path = ".", *, exist_ok: bool = True) -> Workspace:
+    """Create a workspace folder (config, warehouse with the canonical tables, archive/, reports/, key)."""
+    root = Path(path).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = root / CONFIG_FILE
+    if cfg.exists() and not exist_ok:
+        raise WorkspaceError(f"{root} is already a workspace", where=str(cfg), fix="open it instead")
+    if not cfg.exists():
+        cfg.write_text(DEFAULT_TOML, encoding="utf-8")
+    (root / "archive").mkdir(exist_ok=True)
+    (root / "reports").mkdir(exist_ok=True)
+    config = load_config(cfg)
+    if not (root / KEY_FILE).exists() and not os.environ.get(config.privacy.key_env):
+        _write_key(root / KEY_FILE)
+    ws = Workspace(root=root, config=config)
+    if config.engine.kind == "duckdb":
+        create_canonical_tables(ws.duck)
+    return ws
+
+
+def open_workspace(path: str | Path | None = None, *, user: str | None = None, token: str | None = None,
+                   read_only: bool = False) -> Workspace:
+    """Open an existing workspace; a folder that is not one raises WorkspaceError."""
+    root = find_workspace(path)
+    config = load_config(root / CONFIG_FILE)
+    ws = Workspace(root=root, config=config, user=user, read_only=read_only)
+    if token is not None or user is not None:
+        try:
+            from custlens.security.context import attach_user  # noqa: PLC0415
+        except ImportError:  # security layer not present yet
+            pass
+        else:
+            attach_user(ws, user=user, token=token)
+    return ws
