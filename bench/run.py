@@ -1,0 +1,83 @@
+"""Run every benchmark suite (bench/bench_*.py) and write docs/benchmarks.md.
+
+Contract for a suite: a module bench/bench_<name>.py with `run(size: str) -> list[dict]`, each row
+{"suite", "case", "impl", "seconds", "peak_mb" (optional), "rows" (optional), "note" (optional)}.
+Implementations of the same case are run side by side in the same process and run, and the report
+shows ratios against the custlens row of that case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+DOC = HERE.parent / "docs" / "benchmarks.md"
+
+
+def load_suites(only: list[str] | None) -> list[tuple[str, object]]:
+    suites = []
+    for p in sorted(HERE.glob("bench_*.py")):
+        name = p.stem.removeprefix("bench_")
+        if only and name not in only:
+            continue
+        spec = importlib.util.spec_from_file_location(p.stem, p)
+        mod = importlib.util.module_from_spec(spec)
+        assert spec.loader
+        sys.modules[p.stem] = mod
+        spec.loader.exec_module(mod)
+        suites.append((name, mod))
+    return suites
+
+
+def render(rows: list[dict], size: str, started: float) -> str:
+    lines = ["# Benchmarks", "",
+             f"Measured by `make bench` (`python bench/run.py --size {size}`) on {platform.machine()}, "
+             f"Python {platform.python_version()}, {_cpu()} — {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}.",
+             "Each case runs its implementations side by side in the same run; *ratio* is time / custlens time "
+             "(above 1 means custlens is faster). Measurements, not tests.", ""]
+    by_suite: dict[str, list[dict]] = {}
+    for r in rows:
+        by_suite.setdefault(r["suite"], []).append(r)
+    for suite, rs in by_suite.items():
+        lines += [f"## {suite}", "", "| case | implementation | seconds | ratio | peak MB | rows | note |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        base = {r["case"]: r["seconds"] for r in rs if r["impl"].startswith("custlens") and r.get("seconds")}
+        for r in rs:
+            b = base.get(r["case"])
+            sec = r.get("seconds")
+            ratio = f"{sec / b:.2f}×" if (b and sec) else ""
+            lines.append(f"| {r['case']} | {r['impl']} | {'' if sec is None else f'{sec:.3f}'} | {ratio} | "
+                         f"{r.get('peak_mb', '') if r.get('peak_mb') is None else round(r['peak_mb'])} | "
+                         f"{r.get('rows', '')} | {r.get('note', '')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cpu() -> str:
+    import os
+
+    return f"{os.cpu_count()} cores"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="S", choices=["S", "M", "L"])
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--out", default=str(DOC))
+    a = ap.parse_args()
+    started = time.time()
+    rows: list[dict] = []
+    for name, mod in load_suites(a.only):
+        print(f"== {name} ({a.size})", file=sys.stderr)
+        rows += mod.run(a.size)
+    Path(a.out).write_text(render(rows, a.size, started), encoding="utf-8")
+    print(f"wrote {a.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
