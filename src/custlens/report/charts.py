@@ -1,0 +1,165 @@
+"""Chart building blocks: Vega-Lite specs via Altair, rendered to SVG/PNG without a browser.
+
+The same spec is embedded live in HTML pages (with the Vega bundle inlined, so pages work offline)
+and rendered to static SVG for PDF.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+FONT = "Noto Sans CJK SC, Noto Sans SC, PingFang SC, Microsoft YaHei, sans-serif"
+PALETTE = ["#2f6fbb", "#e07b39", "#3a9e6e", "#c0504d", "#8064a2", "#4bacc6", "#9c9c9c", "#d4a72c"]
+
+alt.data_transformers.disable_max_rows()
+
+
+def _config(chart: alt.Chart | alt.LayerChart, width: int = 560, height: int = 260) -> Any:
+    return (
+        chart.properties(width=width, height=height)
+        .configure(font=FONT, background="white")
+        .configure_view(stroke=None)
+        .configure_axis(labelFont=FONT, titleFont=FONT, grid=True, gridColor="#eeeeee", domainColor="#888888",
+                        labelFontSize=11, titleFontSize=12)
+        .configure_legend(labelFont=FONT, titleFont=FONT, labelFontSize=11)
+        .configure_title(font=FONT, fontSize=14, anchor="start")
+        .configure_range(category=PALETTE)
+    )
+
+
+def spec(chart: Any) -> dict[str, Any]:
+    """The Vega-Lite dict of an Altair chart (JSON-safe)."""
+    return json.loads(chart.to_json())
+
+
+def line(df: pd.DataFrame, x: str, y: str, *, color: str | None = None, title: str = "", x_title: str = "",
+         y_title: str = "", y_format: str = ",.0f", temporal: bool = True, width: int = 560,
+         height: int = 260) -> dict[str, Any]:
+    """Trend line (optionally one line per colour group)."""
+    enc: dict[str, Any] = {
+        "x": alt.X(f"{x}:{'T' if temporal else 'O'}", title=x_title),
+        "y": alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        "tooltip": [alt.Tooltip(f"{x}:{'T' if temporal else 'O'}"), alt.Tooltip(f"{y}:Q", format=y_format)],
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", title="")
+        enc["tooltip"].append(alt.Tooltip(f"{color}:N"))
+    ch = alt.Chart(df, title=title).mark_line(point=True, strokeWidth=2).encode(**enc)
+    return spec(_config(ch, width, height))
+
+
+def bar(df: pd.DataFrame, x: str, y: str, *, color: str | None = None, title: str = "", x_title: str = "",
+        y_title: str = "", horizontal: bool = False, sort: str | None = "-y", y_format: str = ",.0f",
+        width: int = 560, height: int = 260, highlight: str | None = None) -> dict[str, Any]:
+    """Bar chart; horizontal bars for long category labels."""
+    cat, val = (y, x) if horizontal else (x, y)
+    sort_arg = None if sort is None else (("-x" if horizontal else "-y") if sort == "-y" else sort)
+    cat_enc = alt.Y if horizontal else alt.X
+    val_enc = alt.X if horizontal else alt.Y
+    enc: dict[str, Any] = {
+        ("y" if horizontal else "x"): cat_enc(f"{cat}:N", title=x_title if not horizontal else y_title,
+                                                 sort=sort_arg, axis=alt.Axis(labelLimit=220)),
+        ("x" if horizontal else "y"): val_enc(f"{val}:Q", title=y_title if not horizontal else x_title,
+                                                 axis=alt.Axis(format=y_format)),
+        "tooltip": [alt.Tooltip(f"{cat}:N"), alt.Tooltip(f"{val}:Q", format=y_format)],
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", title="")
+    elif highlight:
+        enc["color"] = alt.condition(f"datum['{cat}'] == '{highlight}'", alt.value("#c0504d"), alt.value(PALETTE[0]))
+    else:
+        enc["color"] = alt.value(PALETTE[0])
+    ch = alt.Chart(df, title=title).mark_bar().encode(**enc)
+    return spec(_config(ch, width, height))
+
+
+def donut(df: pd.DataFrame, category: str, value: str, *, title: str = "", width: int = 300,
+          height: int = 260) -> dict[str, Any]:
+    """Share of a whole (few categories)."""
+    ch = alt.Chart(df, title=title).mark_arc(innerRadius=60).encode(
+        theta=alt.Theta(f"{value}:Q"), color=alt.Color(f"{category}:N", title=""),
+        tooltip=[alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q", format=",.0f")])
+    return spec(_config(ch, width, height))
+
+
+def heatmap(df: pd.DataFrame, x: str, y: str, value: str, *, title: str = "", x_title: str = "", y_title: str = "",
+            value_format: str = ",.0f", x_sort: list[Any] | None = None, y_sort: list[Any] | None = None,
+            width: int = 560, height: int = 260, text: bool = False, scheme: str = "blues") -> dict[str, Any]:
+    """Heatmap (weekday × hour, region × metric, retention cohorts)."""
+    base = alt.Chart(df, title=title).encode(
+        x=alt.X(f"{x}:O", title=x_title, sort=x_sort), y=alt.Y(f"{y}:O", title=y_title, sort=y_sort))
+    rect = base.mark_rect().encode(color=alt.Color(f"{value}:Q", title="", scale=alt.Scale(scheme=scheme)),
+                                   tooltip=[alt.Tooltip(f"{x}:O"), alt.Tooltip(f"{y}:O"),
+                                            alt.Tooltip(f"{value}:Q", format=value_format)])
+    ch: Any = rect
+    if text:
+        ch = rect + base.mark_text(fontSize=10).encode(text=alt.Text(f"{value}:Q", format=value_format))
+    return spec(_config(ch, width, height))
+
+
+def funnel(df: pd.DataFrame, step: str, count: str, *, title: str = "", rate: str | None = None,
+           width: int = 560, height: int = 220) -> dict[str, Any]:
+    """Funnel as ordered horizontal bars with the conversion labelled."""
+    order = list(df[step])
+    base = alt.Chart(df, title=title).encode(
+        y=alt.Y(f"{step}:N", sort=order, title=""), x=alt.X(f"{count}:Q", title="", axis=alt.Axis(format=",.0f")))
+    bars = base.mark_bar(color=PALETTE[0])
+    ch: Any = bars
+    if rate:
+        ch = bars + base.mark_text(align="left", dx=4).encode(text=alt.Text(f"{rate}:Q", format=".1%"))
+    return spec(_config(ch, width, height))
+
+
+def histogram(df: pd.DataFrame, value: str, *, title: str = "", x_title: str = "", bins: int = 30,
+              width: int = 560, height: int = 220) -> dict[str, Any]:
+    """Distribution of one numeric column."""
+    ch = alt.Chart(df, title=title).mark_bar(color=PALETTE[0]).encode(
+        x=alt.X(f"{value}:Q", bin=alt.Bin(maxbins=bins), title=x_title), y=alt.Y("count():Q", title=""))
+    return spec(_config(ch, width, height))
+
+
+# ----- rendering -----
+def to_svg(vl_spec: dict[str, Any]) -> str:
+    """Static SVG (for PDF and e-mail), rendered without a browser; CJK via system fonts."""
+    import vl_convert as vlc  # noqa: PLC0415
+
+    _fonts()
+    return vlc.vegalite_to_svg(vl_spec)
+
+
+def to_png(vl_spec: dict[str, Any], scale: float = 2.0) -> bytes:
+    import vl_convert as vlc  # noqa: PLC0415
+
+    _fonts()
+    return vlc.vegalite_to_png(vl_spec, scale=scale)
+
+
+@functools.cache
+def _fonts() -> None:
+    import os  # noqa: PLC0415
+
+    import vl_convert as vlc  # noqa: PLC0415
+
+    for d in ("/usr/share/fonts/opentype/noto", "/usr/share/fonts/truetype/noto"):
+        if os.path.isdir(d):
+            vlc.register_font_directory(d)
+
+
+@functools.cache
+def js_bundle() -> str:
+    """Vega + Vega-Lite + vega-embed as one inline script (pages work offline, no CDN)."""
+    import vl_convert as vlc  # noqa: PLC0415
+
+    return vlc.javascript_bundle()
+
+
+def embed_html(div_id: str, vl_spec: dict[str, Any]) -> str:
+    """A <div> plus the script that renders the spec into it (needs js_bundle() once on the page)."""
+    payload = json.dumps(vl_spec, ensure_ascii=False).replace("</", "<\\/")
+    return (f'<div class="chart" id="{div_id}"></div>'
+            f'<script>vegaEmbed("#{div_id}", {payload}, {{"actions": false, "renderer": "svg"}});</script>')
