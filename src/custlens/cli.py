@@ -174,6 +174,7 @@ COMMAND_MODULES = (
     "custlens.privacy.cli",
     "custlens.clean.cli",
     "custlens.demo.cli",
+    "custlens.demo.main",
     "custlens.profile.cli",
     "custlens.analytics.cli",
     "custlens.models.cli",
