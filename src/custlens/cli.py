@@ -14,7 +14,6 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,7 @@ register_messages({
 })
 
 
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
+from custlens.cli_common import Format  # noqa: E402  (re-exported for command modules)
 
 
 @dataclass

@@ -1,7 +1,5 @@
 """`custlens demo`: the main job — init a workspace, generate data, ingest, clean, protect, report."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +7,7 @@ from typing import Any
 
 import typer
 
+from custlens.cli_common import Format
 from custlens.i18n import register as register_messages
 from custlens.i18n import t
 
@@ -115,7 +114,7 @@ def _write_reports(ws: Any, lang: str) -> list[Path]:
 
 
 def register(app: typer.Typer) -> None:
-    from custlens.cli import Format, emit, err  # noqa: PLC0415
+    from custlens.cli import emit, err  # noqa: PLC0415
 
     @app.command()
     def demo(

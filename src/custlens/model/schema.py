@@ -7,7 +7,7 @@ form, `<col>_pseudo` (keyed HMAC-SHA256, hex) and `<col>_enc` (AES-GCM, base64).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from custlens.errors import ValidationError
 

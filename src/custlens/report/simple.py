@@ -10,7 +10,7 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from custlens.i18n import fmt_money, fmt_number, fmt_pct, register, t
+from custlens.i18n import fmt_money, fmt_number, register, t
 from custlens.model.schema import TABLES
 from custlens.report import charts
 from custlens.report.page import ChartSlot, cards_html, esc, page, table_html
