@@ -1,1 +1,7 @@
-"""custlens.privacy."""
+"""custlens.privacy: detect personal data, then mask, pseudonymize and encrypt it before storage."""
+
+from custlens.privacy.recognizers import PiiDetection, detect_column, detect_value
+from custlens.privacy.transforms import decrypt, encrypt, mask, normalize, protect_values, pseudonymize
+
+__all__ = ["PiiDetection", "decrypt", "detect_column", "detect_value", "encrypt", "mask", "normalize",
+           "protect_values", "pseudonymize"]
