@@ -1,0 +1,142 @@
+"""`custlens pii …`: find personal data in a source file before loading it (masked examples only)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from custlens.errors import InputError
+from custlens.i18n import register as register_messages
+from custlens.i18n import t
+
+register_messages({
+    "pii.help": {"zh": "个人信息（PII）识别与保护。", "en": "Personal data (PII) detection and protection."},
+    "pii.scan.help": {"zh": "抽样读取文件，列出含个人信息的列（类型、识别依据、占比、脱敏示例）。",
+                      "en": "Read a sample of a file and list the columns holding personal data "
+                            "(kind, found by, share, masked example)."},
+    "pii.scan.none": {"zh": "{file}：抽样 {rows} 行，未发现个人信息列。",
+                      "en": "{file}: {rows} rows sampled, no personal-data columns found."},
+    "pii.scan.found": {"zh": "{file}：抽样 {rows} 行，{n} 列含个人信息；入库时仅保存脱敏值、假名和密文。",
+                       "en": "{file}: {rows} rows sampled, {n} columns hold personal data; on load only the "
+                             "masked value, the pseudonym and the ciphertext are stored."},
+    "pii.scan.title": {"zh": "个人信息列", "en": "Personal-data columns"},
+    "pii.col.column": {"zh": "列", "en": "column"},
+    "pii.col.kind": {"zh": "类型", "en": "kind"},
+    "pii.col.by": {"zh": "识别依据", "en": "found by"},
+    "pii.col.share": {"zh": "匹配占比", "en": "share"},
+    "pii.col.example": {"zh": "脱敏示例", "en": "masked example"},
+    "pii.by.name": {"zh": "列名", "en": "header"},
+    "pii.by.content": {"zh": "内容", "en": "content"},
+    "pii.by.both": {"zh": "列名+内容", "en": "header+content"},
+    "pii.file.missing": {"zh": "文件不存在：{path}", "en": "file not found: {path}"},
+    "pii.file.missing_fix": {"zh": "检查路径与文件名", "en": "check the path and file name"},
+    "pii.file.unreadable": {"zh": "无法读取文件：{detail}", "en": "cannot read the file: {detail}"},
+    "pii.file.unreadable_fix": {"zh": "支持 csv、xlsx、json、parquet；确认文件完整且格式与扩展名一致",
+                                "en": "supported: csv, xlsx, json, parquet; check the file is complete and matches "
+                                      "its extension"},
+    "pii.kind.phone": {"zh": "手机号", "en": "mobile phone"},
+    "pii.kind.intl_phone": {"zh": "国际电话", "en": "international phone"},
+    "pii.kind.id_number": {"zh": "身份证号", "en": "ID number"},
+    "pii.kind.bank_card": {"zh": "银行卡号", "en": "bank card"},
+    "pii.kind.email": {"zh": "邮箱", "en": "email"},
+    "pii.kind.ip": {"zh": "IP 地址", "en": "IP address"},
+    "pii.kind.name": {"zh": "姓名", "en": "personal name"},
+    "pii.kind.address": {"zh": "地址", "en": "address"},
+})
+
+
+class ScanFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+pii_app = typer.Typer(help=t("pii.help"), no_args_is_help=True)
+
+
+def _fallback_read(path: Path, n: int, sheet: str | None) -> Any:
+    import pandas as pd  # noqa: PLC0415
+
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        return pd.read_excel(path, sheet_name=sheet or 0, dtype=str, nrows=n)
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        lines = suffix != ".json" or path.read_text(encoding="utf-8-sig", errors="replace").lstrip()[:1] != "["
+        return pd.read_json(path, dtype=str, lines=lines).head(n).astype("string")
+    if suffix == ".parquet":
+        return pd.read_parquet(path).head(n).astype("string")
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return pd.read_csv(path, dtype=str, nrows=n, sep=None, engine="python", encoding=enc)
+        except UnicodeDecodeError:
+            continue
+    return pd.read_csv(path, dtype=str, nrows=n, sep=None, engine="python", encoding="latin-1")
+
+
+def read_file_sample(path: Path, n: int = 500, sheet: str | None = None) -> Any:
+    """A sample of a source file as strings (ingest's reader when present, else pandas)."""
+    if not path.exists():
+        raise InputError(t("pii.file.missing", None, path=path), where=str(path), fix=t("pii.file.missing_fix"))
+    try:
+        from custlens.ingest.readers import read_sample  # noqa: PLC0415
+    except ImportError:
+        read_sample = None
+    if read_sample is not None:
+        return read_sample(path, n=n, sheet=sheet)
+    try:
+        return _fallback_read(path, n, sheet)
+    except Exception as e:  # pandas raises many types for malformed files
+        raise InputError(t("pii.file.unreadable", None, detail=str(e).splitlines()[0] if str(e) else type(e).__name__),
+                         where=str(path), fix=t("pii.file.unreadable_fix")) from None
+
+
+def scan_file(path: Path, rows: int = 500, sheet: str | None = None, min_share: float = 0.6) -> dict[str, Any]:
+    """Scan result for a file: sampled row count and, per PII column, kind/by/share/masked example."""
+    from custlens.privacy.recognizers import detect_value  # noqa: PLC0415
+    from custlens.privacy.scan import _cell, scan_frame  # noqa: PLC0415
+    from custlens.privacy.transforms import mask  # noqa: PLC0415
+
+    df = read_file_sample(path, rows, sheet)
+    columns = []
+    for det in scan_frame(df, sample_rows=rows, min_share=min_share):
+        values = [c for c in (_cell(v) for v in df[det.header].tolist()) if c and c.strip()]
+        same = [v for v in values if detect_value(v) == det.kind]
+        example = (same or values or [None])[0]
+        columns.append({**det.to_dict(), "example_masked": mask(example, det.kind) if example else None})
+    return {"file": str(path), "rows_sampled": int(len(df)), "columns": columns}
+
+
+@pii_app.command("scan", help=t("pii.scan.help"))
+def scan_cmd(
+    file: Path = typer.Argument(..., help="Source file: csv, xlsx, json or parquet."),
+    format: ScanFormat = typer.Option(ScanFormat.table, "--format", "-f", help="table or json."),  # noqa: A002
+    rows: int = typer.Option(500, "--rows", help="Rows to sample."),
+    sheet: str = typer.Option(None, "--sheet", help="Excel sheet (default: the first)."),
+    min_share: float = typer.Option(0.6, "--min-share", help="Share of values that must match to call a column PII."),
+) -> None:
+    from custlens.cli import emit, err  # noqa: PLC0415
+
+    result = scan_file(file, rows=rows, sheet=sheet, min_share=min_share)
+    n = len(result["columns"])
+    msg = (t("pii.scan.found", None, file=file.name, rows=result["rows_sampled"], n=n) if n
+           else t("pii.scan.none", None, file=file.name, rows=result["rows_sampled"]))
+    if format is ScanFormat.json:
+        err.print(msg, highlight=False)
+        emit(result, "json")
+        return
+    import pandas as pd  # noqa: PLC0415
+
+    frame = pd.DataFrame(
+        [[c["header"], t(f"pii.kind.{c['kind']}"), t(f"pii.by.{c['by']}"), f"{c['share'] * 100:.0f}%",
+          c["example_masked"] or ""] for c in result["columns"]],
+        columns=[t("pii.col.column"), t("pii.col.kind"), t("pii.col.by"), t("pii.col.share"), t("pii.col.example")],
+    )
+    if n:
+        emit(None, "table", title=t("pii.scan.title"), frame=frame)
+    err.print(msg, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pii_app, name="pii")
