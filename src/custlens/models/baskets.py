@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from custlens.cli_common import Format
 from custlens.errors import DataError, InputError, ValidationError
 from custlens.i18n import register, t
 from custlens.results import Result
@@ -65,8 +66,8 @@ register({
     "baskets.col.rule": {"zh": "规则", "en": "rule"},
     "baskets.chart.title": {"zh": "关联规则：支持度 × 置信度（点大小 = 提升度）",
                             "en": "Association rules: support × confidence (size = lift)"},
-    "baskets.cli.title": {"zh": "关联规则（{n} 个购物篮中的前 {k} 条）",
-                          "en": "Association rules (top {k} of {n} baskets)"},
+    "baskets.cli.title": {"zh": "关联规则：{k} 条（共 {n} 个购物篮）",
+                          "en": "Association rules: {k} from {n} baskets"},
     "baskets.cli.none": {"zh": "在给定的最小支持度和置信度下没有找到规则；可降低 --min-support 或 --min-confidence",
                          "en": "no rules at this minimum support and confidence; lower --min-support or "
                                "--min-confidence"},
@@ -392,7 +393,7 @@ def register_cli(model_app: typer.Typer) -> None:
     """Add `custlens model baskets`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format, emit, err, open_ws  # noqa: PLC0415
+    from custlens.cli import emit, err, open_ws  # noqa: PLC0415
 
     @model_app.command("baskets")
     def baskets_cmd(
@@ -423,5 +424,5 @@ def register_cli(model_app: typer.Typer) -> None:
         if flat.empty:
             err.print(t("baskets.cli.none"))
             return
-        shown = flat.drop(columns=["count"]).rename(columns={c: t(f"baskets.col.{c}") for c in flat.columns})
+        shown = flat.drop(columns=["count", "antecedent_support", "consequent_support"]).rename(columns={c: t(f"baskets.col.{c}") for c in flat.columns})
         emit(None, fmt, frame=shown, title=t("baskets.cli.title", None, k=len(flat), n=res.n_baskets))
