@@ -1,0 +1,449 @@
+"""RFM analysis: recency/frequency/monetary per buying customer, 1–5 scores and two segment schemes.
+
+Scores by quantile use ``ntile(bins)`` over the customers ordered by the measure, ties broken by
+``user_id`` ascending, so DuckDB and Spark give identical scores. Segment schemes:
+
+* 8-class (common Chinese practice): R high = recency below the mean (or median) of all buyers,
+  F/M high = above it → 重要价值/发展/保持/挽留 and 一般价值/发展/保持/挽留.
+* 11-segment grid on the R score and the FM score (ceil of the F/M average), see SEGMENT11_GRID.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from custlens.analytics.base import (
+    as_source,
+    default_as_of,
+    frame,
+    lang_of,
+    none_if_nan,
+    paid_orders,
+    parse_date,
+    safe_div,
+)
+from custlens.errors import DataError, ValidationError
+from custlens.i18n import register, t
+from custlens.results import Result, _jsonable
+
+SEGMENTS8: dict[tuple[bool, bool, bool], str] = {
+    (True, True, True): "important_value",
+    (True, False, True): "important_development",
+    (False, True, True): "important_retention",
+    (False, False, True): "important_winback",
+    (True, True, False): "general_value",
+    (True, False, False): "general_development",
+    (False, True, False): "general_retention",
+    (False, False, False): "general_winback",
+}
+SEGMENT8_ORDER = tuple(SEGMENTS8.values())
+
+# (R score, FM score) → segment; the widely used R×FM grid (rows R 5…1, columns FM 1…5):
+#   R5: new_customers | potential_loyalist ×2 | champions ×2
+#   R4: promising     | potential_loyalist ×2 | loyal ×2
+#   R3: about_to_sleep ×2 | need_attention | loyal ×2
+#   R2: hibernating ×2 | at_risk ×2 | cant_lose
+#   R1: lost | hibernating | at_risk ×2 | cant_lose
+SEGMENT11_GRID: dict[int, tuple[str, str, str, str, str]] = {
+    5: ("new_customers", "potential_loyalist", "potential_loyalist", "champions", "champions"),
+    4: ("promising", "potential_loyalist", "potential_loyalist", "loyal", "loyal"),
+    3: ("about_to_sleep", "about_to_sleep", "need_attention", "loyal", "loyal"),
+    2: ("hibernating", "hibernating", "at_risk", "at_risk", "cant_lose"),
+    1: ("lost", "hibernating", "at_risk", "at_risk", "cant_lose"),
+}
+SEGMENT11_ORDER = ("champions", "loyal", "potential_loyalist", "new_customers", "promising", "need_attention",
+                   "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost")
+
+register({
+    "rfm.seg.important_value": {"zh": "重要价值客户", "en": "Important value"},
+    "rfm.seg.important_development": {"zh": "重要发展客户", "en": "Important development"},
+    "rfm.seg.important_retention": {"zh": "重要保持客户", "en": "Important retention"},
+    "rfm.seg.important_winback": {"zh": "重要挽留客户", "en": "Important win-back"},
+    "rfm.seg.general_value": {"zh": "一般价值客户", "en": "General value"},
+    "rfm.seg.general_development": {"zh": "一般发展客户", "en": "General development"},
+    "rfm.seg.general_retention": {"zh": "一般保持客户", "en": "General retention"},
+    "rfm.seg.general_winback": {"zh": "一般挽留客户", "en": "General win-back"},
+    "rfm.seg.champions": {"zh": "冠军客户", "en": "Champions"},
+    "rfm.seg.loyal": {"zh": "忠诚客户", "en": "Loyal"},
+    "rfm.seg.potential_loyalist": {"zh": "潜在忠诚客户", "en": "Potential Loyalist"},
+    "rfm.seg.new_customers": {"zh": "新客户", "en": "New Customers"},
+    "rfm.seg.promising": {"zh": "有潜力客户", "en": "Promising"},
+    "rfm.seg.need_attention": {"zh": "需要关注客户", "en": "Need Attention"},
+    "rfm.seg.about_to_sleep": {"zh": "即将沉睡客户", "en": "About to Sleep"},
+    "rfm.seg.at_risk": {"zh": "有流失风险客户", "en": "At Risk"},
+    "rfm.seg.cant_lose": {"zh": "不能失去的客户", "en": "Can't Lose Them"},
+    "rfm.seg.hibernating": {"zh": "休眠客户", "en": "Hibernating"},
+    "rfm.seg.lost": {"zh": "已流失客户", "en": "Lost"},
+    "rfm.seg.none": {"zh": "无购买", "en": "No purchase"},
+    "rfm.title": {"zh": "RFM 客户分群", "en": "RFM segmentation"},
+    "rfm.grid.title": {"zh": "R 分 × F 分", "en": "R score × F score"},
+    "rfm.transition.title": {"zh": "RFM 分群迁移", "en": "RFM segment transitions"},
+    "rfm.r_score": {"zh": "R 分", "en": "R score"},
+    "rfm.f_score": {"zh": "F 分", "en": "F score"},
+    "rfm.segment": {"zh": "分群", "en": "Segment"},
+    "rfm.from": {"zh": "起始分群", "en": "From"},
+    "rfm.to": {"zh": "目标分群", "en": "To"},
+    "rfm.revenue_share": {"zh": "收入占比", "en": "Revenue share"},
+})
+
+METHODS = ("quantile", "thresholds")
+CENTERS = ("mean", "median")
+SCHEMES = ("8", "11")
+
+
+def segment_label(key: str, lang: str | None = None) -> str:
+    """Localized name of a segment key (8- or 11-class)."""
+    return t(f"rfm.seg.{key}", lang)
+
+
+def segment_keys(scheme: str = "8") -> tuple[str, ...]:
+    return SEGMENT8_ORDER if str(scheme) == "8" else SEGMENT11_ORDER
+
+
+def resolve_segment(name: str) -> tuple[str, str] | None:
+    """(scheme, key) of an RFM segment given its key or its zh/en name (case-insensitive); None if unknown."""
+    n = name.strip().lower()
+    for scheme in SCHEMES:
+        for key in segment_keys(scheme):
+            if n in (key, t(f"rfm.seg.{key}", "zh").lower(), t(f"rfm.seg.{key}", "en").lower()):
+                return scheme, key
+    return None
+
+
+def _check_thresholds(thresholds: Any, bins: int) -> dict[str, list[float]]:
+    fix = (f'give {{"recency": [...], "frequency": [...], "monetary": [...]}} with {bins - 1} ascending '
+           "cut points each (recency in days: below the first cut scores best)")
+    if not isinstance(thresholds, dict):
+        raise ValidationError("method='thresholds' needs a thresholds dict", where="thresholds", fix=fix)
+    out: dict[str, list[float]] = {}
+    for k in ("recency", "frequency", "monetary"):
+        v = thresholds.get(k)
+        if not isinstance(v, (list, tuple)) or len(v) != bins - 1:
+            raise ValidationError(f"thresholds[{k!r}] must list {bins - 1} cut points, got {v!r}",
+                                  where="thresholds", fix=fix)
+        try:
+            vals = [float(x) for x in v]
+        except (TypeError, ValueError):
+            raise ValidationError(f"thresholds[{k!r}] must be numbers, got {v!r}", where="thresholds",
+                                  fix=fix) from None
+        if any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
+            raise ValidationError(f"thresholds[{k!r}] must be strictly ascending, got {v!r}", where="thresholds",
+                                  fix=fix)
+        out[k] = vals
+    extra = set(thresholds) - {"recency", "frequency", "monetary"}
+    if extra:
+        raise ValidationError(f"unknown thresholds keys {sorted(extra)}", where="thresholds", fix=fix)
+    return out
+
+
+def _count_true(conds: list[ir.BooleanValue]) -> ir.IntegerValue:
+    total: ir.IntegerValue = ibis.literal(0, type="int64")
+    for c in conds:
+        total = total + c.cast("int64")
+    return total
+
+
+def _to5(score: ir.IntegerValue, bins: int) -> ir.IntegerValue:
+    """Rescale a 1..bins score onto 1..5 (identity when bins == 5)."""
+    if bins == 5:
+        return score
+    return (((score - 1) * 5) / bins).floor().cast("int64") + 1
+
+
+def _segment11(r5: ir.IntegerValue, fm5: ir.IntegerValue) -> ir.StringValue:
+    branches = []
+    for r, row in SEGMENT11_GRID.items():
+        for fm, seg in enumerate(row, start=1):
+            branches.append(((r5 == r) & (fm5 == fm), seg))
+    return ibis.cases(*branches, else_="lost")
+
+
+def _segment8(rh: ir.BooleanValue, fh: ir.BooleanValue, mh: ir.BooleanValue) -> ir.StringValue:
+    branches = [((rh == r) & (fh == f) & (mh == m), key) for (r, f, m), key in SEGMENTS8.items()]
+    return ibis.cases(*branches, else_="general_winback")
+
+
+def _check_args(bins: int, method: str, high_low: str, thresholds: Any) -> dict[str, list[float]] | None:
+    if not isinstance(bins, int) or not 2 <= bins <= 10:
+        raise ValidationError(f"bins must be an integer from 2 to 10, got {bins!r}", where="bins", fix="use 5")
+    if method not in METHODS:
+        raise ValidationError(f"unknown method {method!r}", where="method", fix="use quantile or thresholds")
+    if high_low not in CENTERS:
+        raise ValidationError(f"unknown high_low {high_low!r}", where="high_low", fix="use mean or median")
+    return _check_thresholds(thresholds, bins) if method == "thresholds" else None
+
+
+def rfm_expr(src: Any, *, as_of: date | str | None = None, bins: int = 5, method: str = "quantile",
+             thresholds: dict[str, list[float]] | None = None, high_low: str = "mean",
+             date_from: date | str | None = None) -> ir.Table:
+    """Per-customer RFM as an Ibis expression (one row per customer with a paid order in the window).
+
+    Columns: user_id, last_order_date, recency, frequency, monetary, r_score, f_score, m_score, fm_score,
+    rfm_code, r_high, f_high, m_high, segment8, segment11. `src` is a Workspace or any `.table(name)` source.
+    """
+    src = as_source(src)
+    cuts = _check_args(bins, method, high_low, thresholds)
+    d_from = parse_date(date_from, "date_from")
+    as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
+    o = paid_orders(src, d_from, as_of_d)
+    c = o.group_by(o.user_id).aggregate(
+        last_order_date=o.order_time.max().date(),
+        frequency=o.count(),
+        monetary=o.amount.fill_null(0).sum().cast("float64"),
+    )
+    c = c.mutate(recency=ibis.date(as_of_d).delta(c.last_order_date, unit="day").cast("int64"),
+                 frequency=c.frequency.cast("int64"))
+    if cuts is None:
+        def nt(*order: Any) -> ir.IntegerValue:
+            return (ibis.ntile(bins).over(ibis.window(order_by=[*order, c.user_id])) + 1).cast("int64")
+
+        c = c.mutate(r_score=nt(ibis.desc(c.recency)), f_score=nt(c.frequency), m_score=nt(c.monetary))
+    else:
+        c = c.mutate(
+            r_score=(bins - _count_true([c.recency > e for e in cuts["recency"]])).cast("int64"),
+            f_score=(1 + _count_true([c.frequency >= e for e in cuts["frequency"]])).cast("int64"),
+            m_score=(1 + _count_true([c.monetary >= e for e in cuts["monetary"]])).cast("int64"),
+        )
+    center = (lambda col: col.mean()) if high_low == "mean" else (lambda col: col.median())
+    c = c.mutate(r_high=c.recency < center(c.recency), f_high=c.frequency > center(c.frequency),
+                 m_high=c.monetary > center(c.monetary))
+    c = c.mutate(fm_score=((c.f_score + c.m_score + 1) / 2).floor().cast("int64"))
+    c = c.mutate(
+        rfm_code=c.r_score.cast("string") + c.f_score.cast("string") + c.m_score.cast("string"),
+        segment8=_segment8(c.r_high, c.f_high, c.m_high),
+        segment11=_segment11(_to5(c.r_score, bins), _to5(c.fm_score, bins)),
+    )
+    return c.select("user_id", "last_order_date", "recency", "frequency", "monetary", "r_score", "f_score",
+                    "m_score", "fm_score", "rfm_code", "r_high", "f_high", "m_high", "segment8", "segment11")
+
+
+@dataclass(frozen=True)
+class RFMResult(Result):
+    """Segment table (both schemes, column `scheme`), the R×F grid and the per-customer frame."""
+
+    customers: Any = None
+    grid: Any = None
+    name: str = "rfm"
+    lang: str = "zh"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["grid"] = json.loads(self.grid.to_json(orient="records", force_ascii=False)) if self.grid is not None else []
+        return d
+
+    def chart(self, lang: str | None = None, color: str = "customers") -> dict[str, Any]:
+        """R×F heatmap (colour = customers or monetary) beside a bar of segment sizes."""
+        import altair as alt  # noqa: PLC0415
+
+        lang = lang or self.lang
+        g = self.grid.rename(columns={color: "value"})
+        heat = alt.Chart(g).mark_rect().encode(
+            x=alt.X("f_score:O", title=t("rfm.f_score", lang)),
+            y=alt.Y("r_score:O", title=t("rfm.r_score", lang), sort="descending"),
+            color=alt.Color("value:Q", title=t("analytics.customers", lang) if color == "customers"
+                            else t("metric.monetary", lang)),
+            tooltip=["r_score", "f_score", "value", "monetary"] if color == "customers" else
+            ["r_score", "f_score", "value", "customers"],
+        ).properties(title=t("rfm.grid.title", lang), width=220, height=220)
+        seg = self.table[self.table.scheme == "8"].copy()
+        seg["label"] = [segment_label(k, lang) for k in seg.segment]
+        bars = alt.Chart(seg).mark_bar().encode(
+            x=alt.X("customers:Q", title=t("analytics.customers", lang)),
+            y=alt.Y("label:N", sort="-x", title=t("rfm.segment", lang)),
+            color=alt.Color("revenue_share:Q", title=t("rfm.revenue_share", lang)),
+            tooltip=["label", "customers", "share", "revenue", "revenue_share"],
+        ).properties(title=t("rfm.title", lang), width=300, height=220)
+        return alt.hconcat(heat, bars).to_dict()
+
+
+def _segment_table(cust: pd.DataFrame, lang: str) -> pd.DataFrame:
+    n = len(cust)
+    revenue = float(cust.monetary.sum()) if n else 0.0
+    rows = []
+    for scheme, col in (("8", "segment8"), ("11", "segment11")):
+        for key in segment_keys(scheme):
+            sub = cust[cust[col] == key]
+            k = len(sub)
+            rev = float(sub.monetary.sum()) if k else 0.0
+            rows.append({
+                "scheme": scheme, "segment": key, "label": segment_label(key, lang), "customers": k,
+                "share": safe_div(k, n), "revenue": rev, "revenue_share": safe_div(rev, revenue),
+                "avg_recency": float(sub.recency.mean()) if k else None,
+                "avg_frequency": float(sub.frequency.mean()) if k else None,
+                "avg_monetary": float(sub.monetary.mean()) if k else None,
+            })
+    return pd.DataFrame(rows)
+
+
+def _grid(cust: pd.DataFrame, bins: int) -> pd.DataFrame:
+    rows = []
+    for r in range(bins, 0, -1):
+        for f in range(1, bins + 1):
+            sub = cust[(cust.r_score == r) & (cust.f_score == f)]
+            rows.append({"r_score": r, "f_score": f, "customers": len(sub), "monetary": float(sub.monetary.sum())})
+    return pd.DataFrame(rows)
+
+
+def _normalize_customers(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.sort_values("user_id").reset_index(drop=True)
+    for c in ("recency", "frequency", "r_score", "f_score", "m_score", "fm_score"):
+        df[c] = df[c].astype("int64")
+    for c in ("r_high", "f_high", "m_high"):
+        df[c] = df[c].astype(bool)
+    df["monetary"] = df["monetary"].astype("float64")
+    df["last_order_date"] = pd.to_datetime(df["last_order_date"]).dt.date
+    return df
+
+
+def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str = "quantile",
+        thresholds: dict[str, list[float]] | None = None, high_low: str = "mean",
+        date_from: date | str | None = None, lang: str | None = None) -> RFMResult:
+    """RFM scores and segments for every customer with a paid order in [date_from, as_of]."""
+    src = as_source(ws)
+    as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
+    expr = rfm_expr(src, as_of=as_of_d, bins=bins, method=method, thresholds=thresholds, high_low=high_low,
+                    date_from=date_from)
+    cust = _normalize_customers(frame(expr))
+    if cust.empty:
+        raise DataError(f"no paid orders up to {as_of_d}", where="orders",
+                        fix="load orders, or choose a later as_of / earlier date_from")
+    lang = lang_of(src, lang)
+    centers = {}
+    for m in ("recency", "frequency", "monetary"):
+        centers[m] = float(cust[m].mean() if high_low == "mean" else cust[m].median())
+    table = _segment_table(cust, lang)
+    top8 = table[table.scheme == "8"].sort_values(["revenue", "segment"], ascending=[False, True]).iloc[0]
+    summary = {
+        "as_of": as_of_d.isoformat(), "customers": len(cust), "revenue": float(cust.monetary.sum()),
+        "centers": centers, "top_segment_by_revenue": top8.segment,
+        "top_segment_revenue_share": none_if_nan(top8.revenue_share),
+    }
+    params = {"as_of": as_of_d.isoformat(), "bins": bins, "method": method, "thresholds": thresholds,
+              "high_low": high_low, "date_from": str(parse_date(date_from)) if date_from else None}
+    return RFMResult(table=table, params=params, summary=summary, customers=cust, grid=_grid(cust, bins), lang=lang)
+
+
+@dataclass(frozen=True)
+class TransitionResult(Result):
+    """Long table (from, to, customers, share_of_from) plus the matrix (rows: from, columns: to)."""
+
+    matrix: Any = field(default=None)
+    name: str = "rfm_transition"
+    lang: str = "zh"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["matrix"] = _jsonable(self.matrix.to_dict(orient="index")) if self.matrix is not None else {}
+        return d
+
+    def chart(self, lang: str | None = None) -> dict[str, Any]:
+        import altair as alt  # noqa: PLC0415
+
+        lang = lang or self.lang
+        df = self.table.copy()
+        df["from_label"] = [segment_label(k, lang) for k in df["from"]]
+        df["to_label"] = [segment_label(k, lang) for k in df["to"]]
+        return alt.Chart(df).mark_rect().encode(
+            x=alt.X("to_label:N", title=t("rfm.to", lang)),
+            y=alt.Y("from_label:N", title=t("rfm.from", lang)),
+            color=alt.Color("customers:Q", title=t("analytics.customers", lang)),
+            tooltip=["from_label", "to_label", "customers", "share_of_from"],
+        ).properties(title=t("rfm.transition.title", lang)).to_dict()
+
+
+def rfm_transition(ws: Any, date_a: date | str, date_b: date | str, *, scheme: str = "8",
+                   lang: str | None = None, **kwargs: Any) -> TransitionResult:
+    """How customers moved between segments from as_of=date_a to as_of=date_b ("none" = not yet a buyer)."""
+    src = as_source(ws)
+    a, b = parse_date(date_a, "date_a"), parse_date(date_b, "date_b")
+    if a is None or b is None:
+        raise ValidationError("rfm_transition needs two dates", where="date_a/date_b", fix="give both as YYYY-MM-DD")
+    scheme = str(scheme)
+    if scheme not in SCHEMES:
+        raise ValidationError(f"unknown scheme {scheme!r}", where="scheme", fix="use 8 or 11")
+    col = "segment8" if scheme == "8" else "segment11"
+    ea = rfm_expr(src, as_of=a, **kwargs)
+    eb = rfm_expr(src, as_of=b, **kwargs)
+    ea = ea.select(ua=ea.user_id, sa=ea[col])
+    eb = eb.select(ub=eb.user_id, sb=eb[col])
+    j = ea.outer_join(eb, ea.ua == eb.ub)
+    j = j.mutate(**{"from": j.sa.fill_null("none"), "to": j.sb.fill_null("none")})
+    agg = frame(j.group_by(["from", "to"]).aggregate(customers=j.count()))
+    order = ["none", *segment_keys(scheme)]
+    agg["customers"] = agg["customers"].astype("int64")
+    totals = agg.groupby("from")["customers"].transform("sum")
+    agg["share_of_from"] = agg["customers"] / totals
+    agg["_f"] = agg["from"].map(order.index)
+    agg["_t"] = agg["to"].map(order.index)
+    agg = agg.sort_values(["_f", "_t"]).drop(columns=["_f", "_t"]).reset_index(drop=True)
+    matrix = agg.pivot_table(index="from", columns="to", values="customers", fill_value=0, aggfunc="sum")
+    present_from = [k for k in order if k in matrix.index]
+    present_to = [k for k in order if k in matrix.columns]
+    matrix = matrix.loc[present_from, present_to].astype("int64")
+    lang = lang_of(src, lang)
+    moved = int(agg.loc[agg["from"] != agg["to"], "customers"].sum())
+    summary = {"date_a": a.isoformat(), "date_b": b.isoformat(), "customers": int(agg.customers.sum()),
+               "moved": moved, "stayed": int(agg.customers.sum()) - moved}
+    return TransitionResult(table=agg, params={"date_a": a.isoformat(), "date_b": b.isoformat(), "scheme": scheme,
+                                               **kwargs}, summary=summary, matrix=matrix, lang=lang)
+
+
+def register_cli(analyze_app: Any) -> None:
+    """Add `custlens analyze rfm` and `custlens analyze rfm-transition`."""
+    import typer  # noqa: PLC0415
+
+    from custlens.cli import Format  # noqa: PLC0415
+
+    @analyze_app.command("rfm")
+    def rfm_cmd(
+        as_of: str = typer.Option(None, "--as-of", help="Reference date (default: latest order date)."),
+        date_from: str = typer.Option(None, "--date-from", help="Only orders from this date."),
+        bins: int = typer.Option(5, "--bins", help="Score levels (quantile bins)."),
+        method: str = typer.Option("quantile", "--method", help="quantile or thresholds."),
+        thresholds: str = typer.Option(None, "--thresholds",
+                                       help='JSON cut points, e.g. {"recency":[30,60,90,180],...}'),
+        high_low: str = typer.Option("mean", "--high-low", help="8-class split at the mean or median."),
+        customers: bool = typer.Option(False, "--customers", help="Output one row per customer instead."),
+        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+    ) -> None:
+        """RFM scores and segments (8-class and 11-segment schemes)."""
+        from custlens.cli import emit, open_ws  # noqa: PLC0415
+
+        cuts = None
+        if thresholds:
+            try:
+                cuts = json.loads(thresholds)
+            except json.JSONDecodeError as e:
+                raise ValidationError(f"--thresholds is not valid JSON: {e}", where="--thresholds",
+                                      fix='write e.g. {"recency":[30,60,90,180],"frequency":[2,3,5,10],'
+                                          '"monetary":[100,300,1000,3000]}') from None
+        with open_ws(read_only=True) as ws:
+            res = rfm(ws, as_of=as_of, date_from=date_from, bins=bins, method=method, thresholds=cuts,
+                      high_low=high_low)
+        if customers:
+            d = res.to_dict()
+            d["rows"] = json.loads(res.customers.to_json(orient="records", date_format="iso", force_ascii=False))
+            emit(d, fmt, frame=res.customers)
+        else:
+            emit(res.to_dict(), fmt, frame=res.table, title=t("rfm.title"))
+
+    @analyze_app.command("rfm-transition")
+    def rfm_transition_cmd(
+        date_a: str = typer.Argument(..., help="First as-of date."),
+        date_b: str = typer.Argument(..., help="Second as-of date."),
+        scheme: str = typer.Option("8", "--scheme", help="8 or 11."),
+        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+    ) -> None:
+        """Transition matrix of RFM segments between two dates."""
+        from custlens.cli import emit, open_ws  # noqa: PLC0415
+
+        with open_ws(read_only=True) as ws:
+            res = rfm_transition(ws, date_a, date_b, scheme=scheme)
+        emit(res.to_dict(), fmt, frame=res.table, title=t("rfm.transition.title"))
