@@ -22,3 +22,15 @@ def ws(tmp_path: Path):
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+def insert_rows(ws, table: str, rows: list[dict]) -> None:
+    """Insert plain dict rows into a warehouse table by column name (other columns stay NULL)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    ws.duck.register("_rows", df)
+    try:
+        ws.duck.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _rows')
+    finally:
+        ws.duck.unregister("_rows")

@@ -159,6 +159,19 @@ class Workspace:
         else:
             con.execute("COMMIT")
 
+    def materialize(self, name: str, expr: ir.Table) -> None:
+        """Replace table `name` with the result of an Ibis expression, computed in the engine."""
+        import ibis  # noqa: PLC0415
+
+        check_identifier(name, "table name")
+        if self.config.engine.kind == "spark":
+            from custlens.engine_spark import materialize_spark  # noqa: PLC0415
+
+            materialize_spark(self, name, expr)
+            return
+        sql = ibis.to_sql(expr, dialect="duckdb")
+        self.duck.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS {sql}")
+
     def ensure_table(self, name: str, columns: dict[str, str]) -> None:
         """Create table `name` with columns (name → DuckDB type) if absent; add missing columns."""
         ensure_duck_table(self.duck, name, columns)
