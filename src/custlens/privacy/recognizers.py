@@ -170,9 +170,9 @@ def is_cn_id_number(s: object) -> bool:
     return False
 
 
-def _looks_like_id(v: str) -> bool:
+def id_shaped(s: object) -> bool:
     """An 18-char value shaped like a resident ID (maybe with a wrong check digit): never a card."""
-    v = v.upper()
+    v = _clean(s).upper()
     return _id_structure(v) and v[17] in "0123456789X"
 
 
@@ -207,7 +207,7 @@ def card_digits(s: object) -> str | None:
 def is_bank_card(s: object) -> bool:
     """16–19 digit payment card number passing Luhn with an issuer prefix (UnionPay 62 included)."""
     d = card_digits(s)
-    return bool(d) and _card_prefix_ok(d) and not _looks_like_id(d) and luhn_ok(d)
+    return bool(d) and _card_prefix_ok(d) and not id_shaped(d) and luhn_ok(d)
 
 
 _EMAIL = re.compile(
@@ -303,8 +303,16 @@ _NOT_IN_NAMES = frozenset(
     "杯油奶酒醋机器包箱盒装袋券卡片粉膏霜液茶米面鞋衣裤帽笔灯车州市省县区路街站店场馆院司部厂号款型版色码"
     "件套瓶罐桶袜巾被枕垫锅碗筷勺盘壶刀剪锁架柜桌椅床沙发屏线充电池耳麦键鼠标本册纸膜霜乳露精华素宝贝"
     "品牌会员优惠促销折扣活动年庆节日周月季度线上下单付款退货换订单评价客服物流快递仓库门市城镇乡村楼栋室"
-    "饼干糕肉鱼虾蟹鸡鸭蛋菜果汁糖盐酱咖啡可乐啤饮料水泥木材钢铁塑胶皮革棉麻丝绒"
+    "饼干糕肉鱼虾蟹鸡鸭蛋菜果汁糖盐酱咖啡可乐啤饮料水泥木材钢铁塑胶皮革棉麻丝绒网联"
 )
+# Two-character business words that happen to start with a surname (member levels, regions, brands…).
+_STOP_WORDS = frozenset({
+    "白银", "黄金", "白金", "铂金", "普通", "高级", "安卓", "苹果", "华为", "银联", "官网", "门店", "华东", "华南",
+    "华北", "华中", "西北", "西南", "江南", "江北", "平安", "和平", "中国", "国内", "国外", "海外", "明天", "今天",
+    "全部", "其他", "其它", "常规", "常用", "方便", "方正", "石油", "金融", "金额", "时间", "时长", "文本", "文字",
+    "毛利", "毛重", "成本", "成交", "成功", "单价", "单品", "单位", "包邮", "关注", "关闭", "计划", "计费", "支付",
+    "安全", "万元", "千元", "向上", "向下", "高端", "高价", "低价", "任意", "任务", "任何", "邮箱", "电话",
+})
 
 
 def is_cn_name(s: object) -> bool:
@@ -322,7 +330,7 @@ def is_cn_name(s: object) -> bool:
             return False
     else:
         return False
-    if any(c in _NOT_IN_NAMES for c in given):
+    if v in _STOP_WORDS or any(c in _NOT_IN_NAMES for c in given):
         return False
     return v not in CITIES and v not in PROVINCES and v.rstrip("市省") not in CITIES
 
