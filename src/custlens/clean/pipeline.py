@@ -48,7 +48,7 @@ class CleaningReport:
         """Every action taken or decision recorded, one sentence each, in the requested language."""
         lang = normalize_lang(lang)
         lines = [d.reason(lang) for d in self.missing]
-        lines += [r.describe(lang) for r in self.outliers]
+        lines += [r.describe(lang) for r in self.outliers if not (r.skipped and r.n == 0)]
         for table, n in self.quarantined.items():
             if n:
                 lines.append(t("clean.report.rows", lang, table=table, before=self.rows_before.get(table, 0),

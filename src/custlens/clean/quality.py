@@ -37,8 +37,8 @@ register({
     "clean.quality.empty": {"zh": "{table}：无数据", "en": "{table}: no data"},
     "clean.quality.no_runs": {"zh": "尚无质量评估记录", "en": "no quality runs recorded yet"},
     "clean.quality.run_not_found": {"zh": "找不到质量评估记录 {run_id}", "en": "quality run {run_id} not found"},
-    "clean.quality.run_fix": {"zh": "用 `custlens quality --format json` 查看已有的 run_id",
-                              "en": "list existing run ids with `custlens quality --format json`"},
+    "clean.quality.run_fix": {"zh": "用 `custlens quality --runs` 查看已有的 run_id",
+                              "en": "list existing run ids with `custlens quality --runs`"},
 })
 
 QUALITY_TABLE = "quality_runs"
