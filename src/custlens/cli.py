@@ -181,15 +181,42 @@ COMMAND_MODULES = (
 )
 
 
+BROKEN: dict[str, str] = {}  # command module → why it could not be registered (tests require this empty)
+
+
+def _callbacks(typer_app: typer.Typer) -> list[Any]:
+    out = [c.callback for c in typer_app.registered_commands]
+    for g in typer_app.registered_groups:
+        out += _callbacks(g.typer_instance)
+    return out
+
+
 def _register_all() -> None:
+    """Register every package's commands; one broken module is reported, not fatal to the others."""
+    import inspect  # noqa: PLC0415
+
     for mod in COMMAND_MODULES:
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
             if e.name and mod.startswith(e.name):  # the package or its cli module is not there
                 continue
-            raise
+            BROKEN[mod] = repr(e)
+            continue
+        except Exception as e:  # noqa: BLE001
+            BROKEN[mod] = repr(e)
+            continue
+        probe = typer.Typer()
+        try:
+            m.register(probe)
+            for cb in _callbacks(probe):
+                inspect.signature(cb, eval_str=True)
+        except Exception as e:  # noqa: BLE001
+            BROKEN[mod] = repr(e)
+            continue
         m.register(app)
+    for mod, why in BROKEN.items():
+        err.print(f"[yellow]warning: commands of {mod} are unavailable: {why}[/]")
 
 
 _register_all()
@@ -202,6 +229,3 @@ def main() -> None:
         err.print(f"[bold red]{t('cli.error')}:[/] {e.message}", highlight=False)
         sys.exit(e.exit_code)
 
-
-if __name__ == "__main__":
-    main()

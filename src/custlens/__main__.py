@@ -1,0 +1,5 @@
+"""`python -m custlens` runs the CLI."""
+
+from custlens.cli import main
+
+main()

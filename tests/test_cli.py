@@ -1,0 +1,35 @@
+"""The CLI as a user runs it: a real subprocess, real workspace, JSON on stdout only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run(*args: str, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "custlens", *args], capture_output=True, text=True, cwd=cwd)
+    if check and p.returncode != 0:
+        raise AssertionError(f"custlens {' '.join(args)} failed ({p.returncode}):\n{p.stderr}")
+    return p
+
+
+def test_every_command_module_registers():
+    from custlens import cli
+
+    assert cli.BROKEN == {}
+
+
+def test_init_and_clear_error_without_traceback(tmp_path):
+    run("init", str(tmp_path / "w"))
+    assert (tmp_path / "w" / "custlens.toml").exists()
+    p = run("--workspace", str(tmp_path / "nope"), "profile", "build", check=False)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr and "custlens init" in p.stderr
+
+
+def test_json_output_is_one_document(tmp_path):
+    run("init", str(tmp_path / "w"))
+    p = run("--workspace", str(tmp_path / "w"), "tags", "list", "--format", "json")
+    doc = json.loads(p.stdout)
+    assert {r["group"] for r in doc["rules"]} == {"basic", "behaviour", "value"}
