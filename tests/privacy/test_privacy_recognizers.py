@@ -288,6 +288,7 @@ def test_names_and_addresses() -> None:
     assert is_cn_address("杭州市西湖区文三路翠苑小区3栋502室")
     assert not is_cn_address("广东省深圳市")  # no detailed part
     assert not is_cn_address("中山路1号")  # no province or city
+    assert not is_cn_address("南京东路100号3楼")  # a street named after a city is not the city
 
 
 # ----------------------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ for _m in MUNICIPALITIES:
 
 _PROVINCE_SUFFIX = r"(?:省|市|特别行政区|壮族自治区|回族自治区|维吾尔自治区|自治区)?"
 _PROVINCE_RE = re.compile("(" + "|".join(sorted(PROVINCES, key=len, reverse=True)) + ")" + _PROVINCE_SUFFIX)
-_CITY_RE = re.compile("(" + "|".join(sorted(CITIES, key=len, reverse=True)) + ")市?")
+# A city name followed by 路/街/大道 is a street (中山路, 南京东路), not the city.
+_CITY_RE = re.compile("(" + "|".join(sorted(CITIES, key=len, reverse=True)) + ")(?:市|(?![东南西北中]?(?:路|街|大?道|巷|弄)))")
 _ANY_CITY_RE = re.compile(r"([\u4e00-\u9fff]{2,4}?)(?:市|自治州|地区|盟)")
 
 _ADDRESS_DETAIL = re.compile(
