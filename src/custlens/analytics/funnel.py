@@ -477,7 +477,7 @@ def register_cli(app: typer.Typer) -> None:
                                         help="first_touch | last_touch | all_events | step:N"),
         date_from: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD)."),
         date_to: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD), inclusive."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table | json | csv"),
+        fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     ) -> None:
         """Conversion funnel: persons reaching each step within the window."""
         ws = open_ws(read_only=True)
@@ -486,6 +486,7 @@ def register_cli(app: typer.Typer) -> None:
                          attribution=attribution, date_from=date_from, date_to=date_to)
         finally:
             ws.close()
+        fmt = Format(fmt)
         if fmt is Format.json:
             emit(res.to_json_doc(), fmt)
             return
