@@ -121,3 +121,20 @@ def test_cli_pii_scan_table_and_missing_file(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["--lang", "en", "pii", "scan", str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0
     assert "file not found" in str(missing.exception) or "file not found" in missing.output
+
+
+def test_cli_pii_audit_exit_code_tracks_findings(ws) -> None:  # noqa: ANN001
+    root = str(ws.root)
+    ws.duck.execute("CREATE TABLE leak (note VARCHAR)")
+    ws.duck.execute("INSERT INTO leak VALUES ('call 13800138000'), ('nothing here')")
+    ws.close()
+    result = CliRunner().invoke(app, ["--workspace", root, "pii", "audit", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["clean"] is False
+    assert [(f["table"], f["column"], f["kind"], f["count"]) for f in doc["findings"]] == [("leak", "note", "phone", 1)]
+    ws.duck.execute("DELETE FROM leak WHERE note LIKE 'call%'")
+    ws.close()
+    ok = CliRunner().invoke(app, ["--workspace", root, "pii", "audit", "--format", "json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout) == {"findings": [], "clean": True}

@@ -37,6 +37,17 @@ register_messages({
     "pii.file.unreadable_fix": {"zh": "支持 csv、xlsx、json、parquet；确认文件完整且格式与扩展名一致",
                                 "en": "supported: csv, xlsx, json, parquet; check the file is complete and matches "
                                       "its extension"},
+    "pii.audit.help": {"zh": "检查工作区数据仓库的所有表和列中是否存在明文个人信息；发现时退出码为 1。",
+                       "en": "Check every table and column of the workspace warehouse for clear-text personal data; "
+                             "exits 1 when any is found."},
+    "pii.audit.clean": {"zh": "未发现明文个人信息（手机号、身份证号、银行卡号、邮箱）。",
+                        "en": "No clear-text personal data (mobiles, ID numbers, bank cards, emails) found."},
+    "pii.audit.found": {"zh": "在 {n} 处发现明文个人信息；请重新以受保护方式加载这些列，或删除泄露的副本。",
+                        "en": "Clear-text personal data found in {n} places; reload those columns through "
+                              "protection or delete the leaked copies."},
+    "pii.audit.title": {"zh": "明文个人信息", "en": "Clear-text personal data"},
+    "pii.col.table": {"zh": "表", "en": "table"},
+    "pii.col.count": {"zh": "行数", "en": "rows"},
     "pii.kind.phone": {"zh": "手机号", "en": "mobile phone"},
     "pii.kind.intl_phone": {"zh": "国际电话", "en": "international phone"},
     "pii.kind.id_number": {"zh": "身份证号", "en": "ID number"},
@@ -136,6 +147,32 @@ def scan_cmd(
     if n:
         emit(None, "table", title=t("pii.scan.title"), frame=frame)
     err.print(msg, highlight=False)
+
+
+@pii_app.command("audit", help=t("pii.audit.help"))
+def audit_cmd(
+    format: ScanFormat = typer.Option(ScanFormat.table, "--format", "-f", help="table or json."),  # noqa: A002
+) -> None:
+    from custlens.cli import emit, err, open_ws  # noqa: PLC0415
+    from custlens.privacy.scan import scan_warehouse  # noqa: PLC0415
+
+    with open_ws(read_only=True) as ws:
+        findings = scan_warehouse(ws)
+    msg = t("pii.audit.found", None, n=len(findings)) if findings else t("pii.audit.clean")
+    if format is ScanFormat.json:
+        emit({"findings": findings, "clean": not findings}, "json")
+    elif findings:
+        import pandas as pd  # noqa: PLC0415
+
+        frame = pd.DataFrame(
+            [[f["table"], f["column"], t(f"pii.kind.{f['kind']}"), f["count"], f["example_masked"]] for f in findings],
+            columns=[t("pii.col.table"), t("pii.col.column"), t("pii.col.kind"), t("pii.col.count"),
+                     t("pii.col.example")],
+        )
+        emit(None, "table", title=t("pii.audit.title"), frame=frame)
+    err.print(msg, highlight=False)
+    if findings:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

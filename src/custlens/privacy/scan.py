@@ -120,6 +120,16 @@ def scan_warehouse(ws: Workspace) -> list[dict[str, Any]]:
     that kind. Pseudonym (hex) and encrypted-token values are skipped, so *_pseudo/*_enc stay clean.
     """
     con = ws.duck
+    # DuckDB draws a progress bar on stdout for long queries; it would corrupt `--format json` output.
+    bar = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]
+    con.execute("SET enable_progress_bar = false")
+    try:
+        return _scan(con)
+    finally:
+        con.execute(f"SET enable_progress_bar = {'true' if bar else 'false'}")
+
+
+def _scan(con: Any) -> list[dict[str, Any]]:
     findings: list[dict[str, Any]] = []
     for schema, table, column, dtype in _string_columns(con):
         expr = _qi(column) if dtype in ("VARCHAR", "JSON") else f"CAST({_qi(column)} AS VARCHAR)"
