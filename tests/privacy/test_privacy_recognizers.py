@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -296,7 +297,7 @@ def test_names_and_addresses() -> None:
 # ----------------------------------------------------------------------------------------------
 
 def test_detect_column_by_header_content_and_both() -> None:
-    phones = ["13800138000", "+86 139 0013 9000", "13700137000", None, ""]
+    phones = ["13800138000", "+86 139 0013 9000", "13700137000", None, "", float("nan"), pd.NA]
     assert detect_column("手机号", phones) == PiiDetection("phone", "both", 1.0, "手机号")
     d = detect_column("col_7", phones)
     assert d is not None and (d.kind, d.by) == ("phone", "content")

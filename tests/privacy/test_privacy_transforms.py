@@ -6,6 +6,7 @@ import base64
 import re
 from datetime import date
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -134,9 +135,10 @@ def test_decrypt_with_wrong_key_or_corrupt_token_raises() -> None:
 
 
 def test_protect_values_vectorized() -> None:
-    values = ["13800138000", None, "+86 138 0013 8000", float("nan"), "13900139000", "13800138000"]
+    values = ["13800138000", None, "+86 138 0013 8000", float("nan"), "13900139000", "13800138000", pd.NA]
     display, pseudo, enc = protect_values(values, "phone", KEY)  # type: ignore[arg-type]
-    assert display == ["138****8000", None, "138****8000", None, "139****9000", "138****8000"]
+    assert display == ["138****8000", None, "138****8000", None, "139****9000", "138****8000", None]
+    assert pseudo[6] is None and enc[6] is None and mask(None, "name") == ""
     assert pseudo[1] is None and enc[1] is None and pseudo[3] is None and enc[3] is None
     assert pseudo[0] == pseudo[2] == pseudo[5] == pseudonymize("13800138000", KEY, "phone")
     assert pseudo[4] != pseudo[0]

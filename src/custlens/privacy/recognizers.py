@@ -427,11 +427,16 @@ def _hints(header: str, good: tuple[str, ...], bad: tuple[str, ...] = ()) -> boo
     return any(g in h for g in good) and not any(b in h for b in bad)
 
 
+def is_missing(v: object) -> bool:
+    """None, NaN, pandas NA/NaT: an absent value rather than text."""
+    return v is None or (isinstance(v, float) and v != v) or type(v).__name__ in ("NAType", "NaTType")
+
+
 def _content_shares(values: Sequence[object]) -> tuple[Counter[str], int]:
     counts: Counter[str] = Counter()
     n = 0
     for v in values:
-        if v is None or (isinstance(v, float) and v != v):
+        if is_missing(v):
             continue
         s = str(v).strip()
         if not s:

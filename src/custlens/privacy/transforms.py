@@ -32,6 +32,7 @@ from custlens.privacy.recognizers import (
     cn_mobile_digits,
     country_code,
     find_region,
+    is_missing,
 )
 
 register({
@@ -295,6 +296,8 @@ MASK_KINDS = tuple(_MASKERS)
 
 def mask(value: object, kind: str) -> str:
     """Display form of a value (138****1234, 4403**********1234, a***@example.com, 张*, 广东 深圳, …)."""
+    if is_missing(value):
+        return ""
     fn = _MASKERS.get(kind, mask_first3_last4)
     return fn(unicodedata.normalize("NFKC", str(value)))  # type: ignore[no-any-return]
 
@@ -305,7 +308,7 @@ def mask(value: object, kind: str) -> str:
 
 def protect_values(values: Sequence[str | None], kind: str, key: bytes
                    ) -> tuple[list[str | None], list[str | None], list[str | None]]:
-    """(display, pseudo, enc) for each value; None (and NaN) stay None. Keys are derived once."""
+    """(display, pseudo, enc) for each value; None (and NaN/NA) stay None. Keys are derived once."""
     _check_key(key)
     k = bytes(key)
     aead, kid = _enc_key(k)
@@ -319,7 +322,7 @@ def protect_values(values: Sequence[str | None], kind: str, key: bytes
     enc: list[str | None] = [None] * n
     cache: dict[str, tuple[str, str]] = {}
     for i, raw in enumerate(values):
-        if raw is None or (isinstance(raw, float) and raw != raw):
+        if is_missing(raw):
             continue
         v = str(raw)
         hit = cache.get(v)
