@@ -181,7 +181,7 @@ def aggregate(*cols: Array) -> tuple[list[Array], Array]:
 
 def fit_mle(ll: Callable[..., Array], data: list[Array], weights: Array, x0: Array,
             penalizer: float = 0.0) -> tuple[Array, float]:
-    """Maximize the weighted log-likelihood over log-parameters (Nelder-Mead, then L-BFGS-B polish).
+    """Maximize the weighted log-likelihood over log-parameters (L-BFGS-B, then a Nelder-Mead polish).
 
     Returns (natural parameters, total weighted log-likelihood at them, without the penalty).
     """
@@ -195,18 +195,20 @@ def fit_mle(ll: Callable[..., Array], data: list[Array], weights: Array, x0: Arr
             return 1e30
         return val + penalizer * float((params**2).sum())
 
-    best = minimize(objective, np.log(x0), method="Nelder-Mead",
-                    options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 4000, "maxfev": 8000})
-    polish = minimize(objective, best.x, method="L-BFGS-B", options={"ftol": 1e-14, "gtol": 1e-9})
+    best = minimize(objective, np.log(x0), method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 500})
+    # Derivative-free polish: numerical gradients leave the last digits to chance.
+    polish = minimize(objective, best.x, method="Nelder-Mead",
+                      options={"xatol": 1e-7, "fatol": 1e-13, "maxfev": 600, "initial_simplex": _simplex(best.x)})
     if polish.fun <= best.fun:
         best = polish
-    again = minimize(objective, best.x, method="Nelder-Mead",
-                     options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 2000})
-    if again.fun <= best.fun:
-        best = again
     params = np.exp(best.x)
     total = float((weights * ll(*params, *data)).sum())
     return params, total
+
+
+def _simplex(x: Array, step: float = 0.01) -> Array:
+    """A small Nelder-Mead start simplex around x (log-parameters)."""
+    return np.vstack([x, x + step * np.eye(x.size)])
 
 
 def numerical_hessian(f: Callable[[Array], float], x: Array, rel: float = 1e-4) -> Array:

@@ -78,6 +78,17 @@ def _parse_day(value: Any, what: str) -> pd.Timestamp:
     return ts.tz_localize(None).normalize() if ts.tzinfo else ts.normalize()
 
 
+def _to_datetime(col: pd.Series, name: str) -> pd.Series:
+    """Parse a time column; mixed ISO forms are fine, unreadable values are a user error."""
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col
+    try:
+        return pd.to_datetime(col, format="mixed")
+    except (ValueError, TypeError) as e:
+        raise InputError(t("clv.err.date", None, value=str(e).split(",")[0]), where=f"column {name!r}",
+                         fix=t("clv.err.date.fix")) from None
+
+
 def _check_unit(unit: str) -> float:
     if unit not in UNITS:
         raise ValidationError(t("clv.err.unit", None, unit=unit), where="unit", fix=t("clv.err.unit.fix"))
@@ -97,7 +108,7 @@ def clv_summary(transactions: pd.DataFrame, customer: str = "customer_id", time:
     if missing:
         raise InputError(t("clv.err.columns", None, cols=", ".join(missing)), where="transactions",
                          fix=t("clv.err.columns.fix"))
-    when = pd.to_datetime(transactions[time])
+    when = _to_datetime(transactions[time], time)
     if when.dt.tz is not None:
         when = when.dt.tz_localize(None)
     tx = pd.DataFrame({
@@ -447,7 +458,7 @@ def clv(ws: Workspace, *, as_of: Any = None, model: str = "bgnbd", horizon_month
     summary: dict[str, Any] = {
         "model": tm._label, "params": tm.params_, "standard_errors": tm.standard_errors_,
         "log_likelihood": tm.log_likelihood_, "n_customers": tm.n_customers_,
-        "spend_params": gg.params_, "spend_log_likelihood": gg.log_likelihood_, "n_repeat_customers": gg.n_customers_,
+        "spend_params": gg.params_, "spend_standard_errors": gg.standard_errors_, "spend_log_likelihood": gg.log_likelihood_, "n_repeat_customers": gg.n_customers_,
         "total_clv": float(table["clv"].sum()), "mean_clv": float(table["clv"].mean()),
     }
     if holdout_weeks:
@@ -508,9 +519,8 @@ def register_cli(model_app: typer.Typer) -> None:
         s = res.summary
         pf = pd.DataFrame({"parameter": list(s["params"]) + list(s["spend_params"]),
                            "value": list(s["params"].values()) + list(s["spend_params"].values()),
-                           "std_error": list(s["standard_errors"].values()) + [None] * len(s["spend_params"])})
-        print_frame(pf, title=f"{t('clv.title', None, model=s['model'])} — {t('clv.params')}: "
-                              f"LL = {s['log_likelihood']:.1f}, n = {s['n_customers']}")
+                           "std_error": list(s["standard_errors"].values()) + list(s["spend_standard_errors"].values())})
+        print_frame(pf, title=f"{t('clv.params')} (LL {s['log_likelihood']:.1f}, n {s['n_customers']})")
         if "holdout" in s:
             emit({k: v for k, v in s["holdout"].items() if k != "params"}, Format.table, title=t("clv.holdout"))
         print_frame(head, title=t("clv.title", None, model=s["model"]), max_rows=top)
