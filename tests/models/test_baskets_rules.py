@@ -73,6 +73,9 @@ def assert_same(df: pd.DataFrame, min_support: float, min_confidence: float, max
     res = baskets(df, min_support=min_support, min_confidence=min_confidence, max_len=max_len)
     ref_sets, ref_rules = mlxtend_rules(df, min_support, min_confidence, max_len)
     got_sets, got_rules = ours(res)
+    assert len(got_sets) == len(res.itemsets)  # each itemset once
+    assert all(list(s) == sorted(s) and len(s) == size for s, size in zip(res.itemsets["itemset"], res.itemsets["size"], strict=True))
+    assert len(got_rules) == len(res.table)
     assert set(got_sets) == set(ref_sets)
     for k, v in ref_sets.items():
         assert close(got_sets[k], v), k
