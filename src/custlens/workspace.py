@@ -58,6 +58,9 @@ class Workspace:
     _con: Any = field(default=None, repr=False)
     _key: bytes | None = field(default=None, repr=False)
     _ctx: Any = field(default=None, repr=False)
+    actor: Any = field(default=None, repr=False)  # security.users.User when acting as a user
+    gov: Any = field(default=None, repr=False)  # security.context.Governance for governed reads
+    _system: bool = field(default=False, repr=False)
 
     # ----- paths -----
     @property
@@ -130,12 +133,29 @@ class Workspace:
         return list(self.con.list_tables())
 
     def table(self, name: str) -> ir.Table:
-        """An Ibis table by canonical name; a clear error when it is absent."""
+        """An Ibis table by canonical name, as the acting user may see it; a clear error when absent."""
         check_identifier(name, "table name")
         if not self.has_table(name):
             raise WorkspaceError(f"table {name!r} does not exist in this workspace", where=str(self.root),
                                  fix="load data into it with `custlens ingest ... --table " + name + "`")
+        if self.gov is not None and not self._system:
+            return self.gov.table(self, name)
         return self.con.table(name)
+
+    def raw_table(self, name: str) -> ir.Table:
+        """The table without governance, for system work (builds, cleaning). Not for user-facing reads."""
+        check_identifier(name, "table name")
+        return self.con.table(name)
+
+    @contextlib.contextmanager
+    def system(self) -> Iterator[Workspace]:
+        """Run system work (profile build, cleaning) on raw tables after a role check by the caller."""
+        prev = self._system
+        self._system = True
+        try:
+            yield self
+        finally:
+            self._system = prev
 
     def row_count(self, name: str) -> int:
         if not self.has_table(name):
@@ -212,6 +232,7 @@ def _connect_duckdb(path: Path, *, read_only: bool = False, memory_limit: str = 
             ) from None
         raise WorkspaceError(f"cannot open the warehouse: {msg}", where=str(path),
                              fix="check the file is a DuckDB database and not corrupted (restore a backup)") from None
+    con.raw_sql("SET enable_progress_bar = false")  # never draw on stdout (it would break --format json)
     if memory_limit:
         con.raw_sql(f"SET memory_limit = '{memory_limit}'")
     if threads:
@@ -310,10 +331,7 @@ def open_workspace(path: str | Path | None = None, *, user: str | None = None, t
     config = load_config(root / CONFIG_FILE)
     ws = Workspace(root=root, config=config, user=user, read_only=read_only)
     if token is not None or user is not None:
-        try:
-            from custlens.security.context import attach_user  # noqa: PLC0415
-        except ImportError:  # security layer not present yet
-            pass
-        else:
-            attach_user(ws, user=user, token=token)
+        from custlens.security.context import attach_user  # noqa: PLC0415
+
+        attach_user(ws, user=user, token=token)
     return ws

@@ -13,12 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-import sqlglot
-from sqlglot import exp
 
 from custlens.config import TagRule
-from custlens.errors import DataError, ValidationError
+from custlens.errors import DataError
 from custlens.i18n import register, t
+from custlens.sqlexpr import columns_of, is_predicate, parse_checked
 from custlens.workspace import Workspace, check_identifier
 
 register({
@@ -67,19 +66,6 @@ DEFAULT_TAGS: list[TagRule] = [
                  "ELSE 'lower' END"),
 ]
 
-_ALLOWED_NODES = (
-    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Case, exp.If, exp.Not, exp.And,
-    exp.Or, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
-    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.Coalesce, exp.Cast, exp.DataType, exp.Abs,
-    exp.Round, exp.Floor, exp.Ceil, exp.Lower, exp.Upper, exp.Length, exp.Substring, exp.Window,
-    exp.PercentRank, exp.Order, exp.Ordered, exp.Concat, exp.DPipe, exp.Least, exp.Greatest, exp.Tuple,
-    exp.Nullif, exp.Ln, exp.Sqrt, exp.DataTypeParam, exp.Var,
-)
-_ALLOWED_ANON = {"ntile", "nullif"}
-_PREDICATES = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
-               exp.And, exp.Or, exp.Not, exp.Boolean)
-
-
 @dataclass(frozen=True)
 class CompiledTag:
     rule: TagRule
@@ -90,25 +76,8 @@ class CompiledTag:
 def compile_rule(rule: TagRule, columns: list[str], dialect: str = "duckdb") -> CompiledTag:
     """Parse and allow-list a tag expression; return SQL for the engine's dialect."""
     check_identifier(rule.name, "tag name")
-    where = f"tag {rule.name!r}"
-    try:
-        tree = sqlglot.parse_one(rule.expr, read="duckdb")
-    except sqlglot.errors.ParseError as e:
-        raise ValidationError(f"tag expression does not parse: {e.errors[0]['description'] if e.errors else e}",
-                              where=where, fix="write a SQL expression over customer_profile columns") from None
-    cols = set(columns)
-    for node in tree.walk():
-        if isinstance(node, exp.Anonymous) and node.name.lower() in _ALLOWED_ANON:
-            continue
-        if not isinstance(node, _ALLOWED_NODES):
-            raise ValidationError(f"tag expression uses {type(node).__name__.upper()}, which tags may not use",
-                                  where=where, fix="use profile columns, literals, comparisons, AND/OR/NOT, CASE, "
-                                                   "arithmetic and simple functions only")
-        if isinstance(node, exp.Column):
-            if node.table or node.name not in cols:
-                raise ValidationError(f"tag expression refers to unknown column {node.sql()!r}", where=where,
-                                      fix=f"use customer_profile columns: {', '.join(sorted(cols))}")
-    return CompiledTag(rule=rule, sql=tree.sql(dialect=dialect), boolean=isinstance(tree, _PREDICATES))
+    tree = parse_checked(rule.expr, columns, where=f"tag {rule.name!r}")
+    return CompiledTag(rule=rule, sql=tree.sql(dialect=dialect), boolean=is_predicate(tree))
 
 
 def rules(ws: Workspace) -> list[TagRule]:
@@ -131,8 +100,7 @@ def _usable(rule: TagRule, columns: list[str]) -> bool:
     """A built-in default whose columns this workspace lacks (e.g. no events loaded) is skipped."""
     if rule not in DEFAULT_TAGS:
         return True
-    names = {c.name for c in sqlglot.parse_one(rule.expr, read="duckdb").find_all(exp.Column)}
-    return names <= set(columns)
+    return columns_of(rule.expr) <= set(columns)
 
 
 def build_tags(ws: Workspace) -> pd.DataFrame:
