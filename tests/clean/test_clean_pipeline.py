@@ -98,3 +98,10 @@ def test_cli_clean_and_quality(cli):
     r = cli("quality", "--table", "orders")
     assert r.exit_code == 0, r.output
     assert "orders" in r.stdout
+
+
+def test_cli_quality_unknown_table_is_an_error(cli):
+    from custlens.errors import ValidationError
+
+    r = cli("quality", "--table", "nope")
+    assert r.exit_code != 0 and isinstance(r.exception, ValidationError)

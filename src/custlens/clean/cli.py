@@ -74,7 +74,10 @@ def quality_cmd(
 ) -> None:
     from custlens.clean.quality import compare_runs, latest_run, list_runs, measure_quality  # noqa: PLC0415
     from custlens.cli import emit, err, open_ws  # noqa: PLC0415
+    from custlens.model.schema import get_table  # noqa: PLC0415
 
+    for name in table or []:
+        get_table(name)  # a clear error for an unknown table name
     ws = open_ws()
     try:
         if runs:
