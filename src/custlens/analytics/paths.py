@@ -1,0 +1,183 @@
+"""User paths: sessionize each person's events by an inactivity gap, then count transitions, whole
+paths (up to max_steps) and a step × event matrix, with Sankey-ready nodes and links.
+
+Sessions are cut per person by the gap, not taken from `session_id`: source session ids differ
+between web, app and mini-program trackers, while a gap rule means the same thing everywhere.
+Consecutive repeats of the same event inside a session are collapsed (view, view → view).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ibis
+import pandas as pd
+
+from custlens.analytics._time import (
+    date_bounds,
+    events_table,
+    filter_range,
+    parse_duration,
+    person_expr,
+    seconds,
+)
+from custlens.errors import ValidationError
+from custlens.i18n import register, t
+from custlens.results import Result, _records
+
+if TYPE_CHECKING:
+    import typer
+
+    from custlens.workspace import Workspace
+
+register({
+    "paths.title": {"zh": "用户路径", "en": "User paths"},
+    "paths.step": {"zh": "第几步", "en": "Step"},
+    "paths.sessions": {"zh": "会话数", "en": "Sessions"},
+    "paths.event": {"zh": "事件", "en": "Event"},
+    "paths.bad_steps": {"zh": "步数必须在 2 到 20 之间", "en": "steps must be between 2 and 20"},
+    "paths.bad_steps.fix": {"zh": "如 --steps 5", "en": "e.g. --steps 5"},
+})
+
+SEP = " → "
+
+
+@dataclass(frozen=True)
+class PathsResult(Result):
+    """`table` = top paths; plus transitions, the step matrix, and Sankey nodes/links."""
+
+    transitions: Any = None
+    step_matrix: Any = None
+    nodes: Any = None
+    links: Any = None
+    name: str = "paths"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(paths=_records(self.table), transitions=_records(self.transitions),
+                 step_matrix=_records(self.step_matrix), sankey={"nodes": _records(self.nodes),
+                                                                 "links": _records(self.links)})
+        return d
+
+    def chart(self, lang: str | None = None) -> dict[str, Any]:
+        """Step-flow bars: for each step, the events sessions are at (stacked counts)."""
+        import altair as alt  # noqa: PLC0415
+
+        df = self.step_matrix if self.step_matrix is not None else pd.DataFrame(columns=["step", "event", "count"])
+        chart = alt.Chart(df).mark_bar().encode(
+            x=alt.X("step:O", title=t("paths.step", lang)),
+            y=alt.Y("count:Q", title=t("paths.sessions", lang)),
+            color=alt.Color("event:N", title=t("paths.event", lang)),
+            tooltip=["step", "event", "count"],
+        ).properties(title=t("paths.title", lang), width=480)
+        return chart.to_dict()
+
+
+def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str | None = None,
+          end_event: str | None = None, max_steps: int = 5, top: int = 20, date_from: Any = None,
+          date_to: Any = None, as_of: Any = None) -> PathsResult:
+    """Most common in-session paths (from start_event, or leading to end_event), transitions and steps."""
+    if not 2 <= int(max_steps) <= 20:
+        raise ValidationError(t("paths.bad_steps"), where="max_steps", fix=t("paths.bad_steps.fix"))
+    n = int(max_steps)
+    gap = parse_duration(session_gap, default_unit="m")
+    start, end = date_bounds(date_from, date_to, as_of)
+
+    ev = filter_range(events_table(ws), "event_time", start, end)
+    ev = ev.mutate(person=person_expr(ev)).filter(lambda e: e.person.notnull() & e.event.notnull())
+    ev = ev.select("person", "event", "event_time", eid=ev.event_id.cast("string").coalesce(ibis.literal("")),
+                   ts=seconds(ev.event_time))
+    wp = ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid])
+    ev = ev.mutate(_new=(ev.ts - ev.ts.lag().over(wp) > gap).fill_null(True).cast("int64"))
+    ev = ev.mutate(session=ev._new.sum().over(ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid],
+                                                          preceding=None, following=0)))
+    ws_ = ibis.window(group_by=[ev.person, ev.session], order_by=[ev.event_time, ev.eid])
+    ev = ev.filter((ev.event != ev.event.lag().over(ws_)).fill_null(True))
+    ev = ev.mutate(pos=ibis.row_number().over(ibis.window(group_by=[ev.person, ev.session],
+                                                          order_by=[ev.event_time, ev.eid])) + 1)
+    wsess = ibis.window(group_by=[ev.person, ev.session])
+    if start_event is not None:
+        ev = ev.mutate(_sp=ev.pos.min(where=ev.event == start_event).over(wsess))
+        ev = ev.filter(ev._sp.notnull() & (ev.pos >= ev._sp))
+        ev = ev.mutate(step=ev.pos - ev._sp + 1)
+        if end_event is not None:
+            ev = ev.mutate(_ep=ev.pos.min(where=ev.event == end_event).over(wsess))
+            ev = ev.filter(ev._ep.notnull() & (ev.pos <= ev._ep))
+        ev = ev.filter(ev.step <= n)
+    elif end_event is not None:
+        ev = ev.mutate(_ep=ev.pos.min(where=ev.event == end_event).over(wsess))
+        ev = ev.filter(ev._ep.notnull() & (ev.pos <= ev._ep) & (ev.pos > ev._ep - n))
+        first = ev.pos.min().over(wsess)
+        ev = ev.mutate(step=ev.pos - first + 1)
+    else:
+        ev = ev.filter(ev.pos <= n).mutate(step=ev.pos)
+    ev = ev.select("person", "session", "event", "step")
+
+    w = ibis.window(group_by=[ev.person, ev.session], order_by=ev.step)
+    tr = ev.mutate(nxt=ev.event.lead().over(w)).filter(lambda x: x.nxt.notnull())
+    links = (tr.group_by(["step", "event", "nxt"]).aggregate(count=tr.count())
+             .order_by([ibis.desc("count"), "step", "event", "nxt"]).execute())
+    trans = (tr.group_by(["event", "nxt"]).aggregate(count=tr.count())
+             .order_by([ibis.desc("count"), "event", "nxt"]).limit(top).execute())
+    trans = trans.rename(columns={"event": "from", "nxt": "to"})
+    matrix = (ev.group_by(["step", "event"]).aggregate(count=ev.count())
+              .order_by(["step", ibis.desc("count"), "event"]).execute())
+
+    piv = ev.group_by(["person", "session"]).aggregate(
+        **{f"s{k}": ev.event.max(where=ev.step == k) for k in range(1, n + 1)})
+    path = piv.s1
+    for k in range(2, n + 1):
+        path = ibis.cases((piv[f"s{k}"].notnull(), path + ibis.literal(SEP) + piv[f"s{k}"]), else_=path)
+    piv = piv.mutate(path=path)
+    lengths = ibis.literal(1)
+    for k in range(2, n + 1):
+        lengths = lengths + piv[f"s{k}"].notnull().cast("int64")
+    piv = piv.mutate(length=lengths)
+    top_paths = (piv.group_by(["path", "length"]).aggregate(count=piv.count())
+                 .order_by([ibis.desc("count"), "path"]).limit(top).execute())
+    total = int(piv.count().execute())
+    top_paths["share"] = top_paths["count"] / total if total else 0.0
+
+    links = links.rename(columns={"event": "source_event", "nxt": "target_event"})
+    links["source"] = [f"{s}_{e}" for s, e in zip(links["step"], links["source_event"], strict=True)]
+    links["target"] = [f"{s + 1}_{e}" for s, e in zip(links["step"], links["target_event"], strict=True)]
+    nodes = matrix.assign(id=[f"{s}_{e}" for s, e in zip(matrix["step"], matrix["event"], strict=True)])
+    nodes = nodes[["id", "step", "event", "count"]]
+
+    params = {"session_gap": session_gap, "session_gap_seconds": gap, "start_event": start_event,
+              "end_event": end_event, "max_steps": n, "top": top, "date_from": start, "date_to": end}
+    summary = {"sessions": total, "distinct_paths_shown": len(top_paths)}
+    return PathsResult(table=top_paths, params=params, summary=summary, transitions=trans,
+                       step_matrix=matrix, nodes=nodes,
+                       links=links[["source", "target", "step", "source_event", "target_event", "count"]])
+
+
+def register_cli(app: typer.Typer) -> None:
+    import typer  # noqa: PLC0415
+
+    from custlens.cli import Format, emit, open_ws  # noqa: PLC0415
+
+    @app.command("paths")
+    def paths_cmd(
+        start: str = typer.Option(None, "--start", help="Paths beginning at this event."),
+        end: str = typer.Option(None, "--end", help="Paths leading to this event."),
+        steps: int = typer.Option(5, "--steps", help="Maximum steps per path."),
+        top: int = typer.Option(20, "--top", help="How many paths and transitions to show."),
+        gap: str = typer.Option("30m", "--session-gap", help="Inactivity that ends a session."),
+        date_from: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD)."),
+        date_to: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD), inclusive."),
+        fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    ) -> None:
+        """Most common in-session paths and transitions."""
+        ws = open_ws(read_only=True)
+        try:
+            res = paths(ws, session_gap=gap, start_event=start, end_event=end, max_steps=steps, top=top,
+                        date_from=date_from, date_to=date_to)
+        finally:
+            ws.close()
+        f = Format(fmt)
+        if f is Format.json:
+            emit(res.to_dict(), f)
+            return
+        emit(None, f, title=t("paths.title"), frame=res.table)
