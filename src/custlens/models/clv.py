@@ -48,6 +48,7 @@ register({
     "clv.err.unit": {"zh": "不支持的时间单位 {unit!r}", "en": "unsupported time unit {unit!r}"},
     "clv.err.unit.fix": {"zh": "使用 W（周）或 D（天）", "en": "use W (weeks) or D (days)"},
     "clv.err.empty": {"zh": "截至 {as_of} 没有可用于建模的已支付订单", "en": "no paid orders up to {as_of} to fit on"},
+    "clv.err.none": {"zh": "工作区中没有已支付订单", "en": "no paid orders in this workspace"},
     "clv.err.empty.fix": {"zh": "先导入订单（custlens ingest … --table orders），或换一个 --as-of 日期",
                           "en": "load orders first (custlens ingest … --table orders) or choose another --as-of date"},
     "clv.err.notfit": {"zh": "{model} 模型尚未拟合", "en": "the {model} model has not been fit"},
@@ -205,7 +206,7 @@ def default_as_of(ws: Workspace) -> date:
     o = ws.table("orders")
     last = o.filter(o.status == "paid").order_time.max().execute()
     if last is None or last is pd.NaT or (isinstance(last, float) and math.isnan(last)):
-        raise DataError(t("clv.err.empty", None, as_of="—"), where=f"{ws.root} (orders)", fix=t("clv.err.empty.fix"))
+        raise DataError(t("clv.err.none"), where=f"{ws.root} (orders)", fix=t("clv.err.empty.fix"))
     return pd.Timestamp(last).date()
 
 
