@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -21,18 +21,18 @@ register_messages({
 })
 
 
-class FileFormat(str, Enum):
+class FileFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
     xlsx = "xlsx"
 
 
-class Lang(str, Enum):
+class Lang(StrEnum):
     zh = "zh"
     en = "en"
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
 

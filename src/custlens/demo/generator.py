@@ -367,7 +367,7 @@ def _items(rng: np.random.Generator, nord: int, seg_o: np.ndarray, products: pd.
     u = rng.random(nord)
     which = np.full(nord, -1)
     acc = 0.0
-    for b, (ids, p) in enumerate(bundles):
+    for b, (_ids_b, p) in enumerate(bundles):
         which[(u >= acc) & (u < acc + p)] = b
         acc += p
     bsize = np.array([len(ids) for ids, _ in bundles] + [0])[which]
@@ -525,7 +525,6 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
     out.mkdir(parents=True, exist_ok=True)
     prog = progress or (lambda stage, frac: None)
     rng = np.random.default_rng(seed)
-    zh = lang == "zh"
     b = _build(rng, customers, lang, prog)
     cu, products = b["cu"], b["products"]
     dirt: dict[str, Any] = {"enabled": dirty, "rates": dict(DIRT) if dirty else {}}
@@ -901,7 +900,7 @@ def _spend(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, lang: s
     paid = o[o["status"] == "paid"]
     day = ((paid["ts"].to_numpy() - EPOCH0) // DAY).astype(int)
     recs = []
-    for ci, (cz, ce) in enumerate(V.CHANNELS):
+    for cz, ce in V.CHANNELS:
         m = paid["channel"].to_numpy() == cz
         rev_d = np.bincount(day[m], weights=paid["amount"].to_numpy()[m], minlength=NDAYS)
         total_rev = rev_d.sum()
