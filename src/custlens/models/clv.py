@@ -229,6 +229,7 @@ class _TransactionModel:
 
     _names: ClassVar[tuple[str, ...]] = ()
     _label: ClassVar[str] = ""
+    _grad: ClassVar[Any] = None
 
     def __init__(self, penalizer: float = 0.0) -> None:
         self.penalizer = penalizer
@@ -261,7 +262,7 @@ class _TransactionModel:
         if x.size == 0:
             raise DataError(t("clv.err.empty", None, as_of="—"), where="summary", fix=t("clv.err.empty.fix"))
         data, w = _btyd.aggregate(x, t_x, T)
-        p, ll = _btyd.fit_mle(self._ll, data, w, np.ones(len(self._names)), self.penalizer)
+        p, ll = _btyd.fit_mle(self._ll, data, w, np.ones(len(self._names)), self.penalizer, grad=self._grad)
         se = _btyd.standard_errors(self._ll, p, data, w)
         self.params_ = {k: float(v) for k, v in zip(self._names, p, strict=True)}
         self.log_likelihood_ = ll
@@ -303,6 +304,7 @@ class BetaGeo(_TransactionModel):
     _names = ("r", "alpha", "a", "b")
     _label = "BG/NBD"
     _ll = staticmethod(_btyd.bgnbd_ll)
+    _grad = staticmethod(_btyd.bgnbd_ll_grad)
 
     def _conditional(self, t: Any, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         return _btyd.bgnbd_conditional(t, *self._p(), x, t_x, T)
