@@ -234,10 +234,12 @@ class _Loader:
         if self.schema.update_column:
             hist = f"{self.schema.name}_history"
             self.ws.ensure_table(hist, cols)
-        self.con.execute(f"CREATE TEMP TABLE {quote(self.stage)} AS SELECT * FROM {quote(self.schema.name)} LIMIT 0")
+        self.con.execute(f"CREATE TEMP TABLE {quote(self.stage)} AS SELECT *, ''::VARCHAR AS _err "
+                         f"FROM {quote(self.schema.name)} LIMIT 0")
 
     # ----- main
     def run(self) -> None:
+        self.con.execute("SET enable_progress_bar = false")
         it: Iterator[pa.RecordBatch] = self.src.batches()
         first = next(it, None)
         self._detect_extra_pii(first)
@@ -401,14 +403,13 @@ class _Loader:
         err = "concat_ws(',', " + ", ".join(err_parts) + ")" if err_parts else "''"
         self.con.register("_cl_in", tbl)
         try:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _cl_b AS SELECT *, {err} AS _err FROM "
-                             f"(SELECT {', '.join(inner)} FROM _cl_in)")
-            bad = self.con.execute("SELECT \"_row\", _err FROM _cl_b WHERE _err <> '' ORDER BY \"_row\"").fetchall()
-            self.con.execute(f"INSERT INTO {quote(self.stage)} BY NAME SELECT {', '.join(sql_cols)} FROM _cl_b "
-                             f"WHERE _err = ''", [self.src.name, self.rep.load_id])
-            self.con.execute("DROP TABLE _cl_b")
+            self.con.execute(f"INSERT INTO {quote(self.stage)} BY NAME SELECT {', '.join(sql_cols)}, _err FROM "
+                             f"(SELECT *, {err} AS _err FROM (SELECT {', '.join(inner)} FROM _cl_in))",
+                             [self.src.name, self.rep.load_id])
         finally:
             self.con.unregister("_cl_in")
+        bad = self.con.execute(f"SELECT \"_row\", _err FROM {quote(self.stage)} WHERE \"_row\" > ? AND _err <> '' "
+                               f"ORDER BY \"_row\"", [base]).fetchall()
         if bad:
             self._quarantine(rb, base, bad)
         return n - len(bad)
@@ -473,16 +474,21 @@ class _Loader:
     # ----- de-duplication and the insert
     def _merge(self) -> int:
         sch = self.schema
-        tgt, stg = quote(sch.name), quote(self.stage)
+        tgt = quote(sch.name)
+        stg = f"(SELECT * EXCLUDE (_err) FROM {quote(self.stage)} WHERE _err = '')"
         key = [quote(k) for k in sch.key]
         part = ", ".join(key)
         match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in key)
         if sch.update_column:
             return self._merge_latest(tgt, stg, key, part, match)
-        res = self.con.execute(
-            f"INSERT INTO {tgt} BY NAME SELECT * EXCLUDE (_rn) FROM (SELECT *, row_number() OVER "
-            f"(PARTITION BY {part} ORDER BY \"_row\") AS _rn FROM {stg}) s WHERE _rn = 1 AND NOT EXISTS "
-            f"(SELECT 1 FROM {tgt} t WHERE {match})").fetchone()
+        con = self.con
+        keys = ", ".join(f"s.{k}" for k in key)
+        dup_in_file = con.execute(f"SELECT count(*) - count(DISTINCT ({keys})) FROM {stg} AS s").fetchone()[0]
+        src = (f"(SELECT * EXCLUDE (_rn) FROM (SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY \"_row\") "
+               f"AS _rn FROM {stg} AS g) WHERE _rn = 1)" if dup_in_file else stg)
+        has_rows = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {tgt} LIMIT 1)").fetchone()[0]
+        anti = f" WHERE NOT EXISTS (SELECT 1 FROM {tgt} t WHERE {match})" if has_rows else ""
+        res = con.execute(f"INSERT INTO {tgt} BY NAME SELECT * FROM {src} s{anti}").fetchone()
         return int(res[0]) if res else 0
 
     def _merge_latest(self, tgt: str, stg: str, key: list[str], part: str, match: str) -> int:
@@ -490,7 +496,7 @@ class _Loader:
         hist = quote(f"{self.schema.name}_history")
         con = self.con
         con.execute(f"CREATE TEMP TABLE _cl_rank AS SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY "
-                    f"{upd} DESC NULLS LAST, \"_row\" DESC) AS _rn FROM {stg}")
+                    f"{upd} DESC NULLS LAST, \"_row\" DESC) AS _rn FROM {stg} AS g")
         con.execute(f"INSERT INTO {hist} BY NAME SELECT * EXCLUDE (_rn) FROM _cl_rank WHERE _rn > 1")
         # winners newer than (or as new as, when undated) the row already stored replace it
         newer = (f"coalesce(s.{upd} > t.{upd} OR (t.{upd} IS NULL AND s.{upd} IS NOT NULL) "

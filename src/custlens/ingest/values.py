@@ -48,6 +48,7 @@ def sql_clean(x: str) -> str:
 # ---------------------------------------------------------------- timestamps
 _TIME = r"(?:(?:T| +)([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?)?"
 PAT_ISO = r"^([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})" + _TIME + r" *(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
+PAT_FAST_TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"  # SQL fast path, same answers
 PAT_ZH = r"^([0-9]{4})年([0-9]{1,2})月([0-9]{1,2})[日号]?(?: *([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?)?$"
 PAT_COMPACT = r"^([0-9]{4})([0-9]{2})([0-9]{2})(?:[T ]?([0-9]{2})([0-9]{2})([0-9]{2}))?$"
 PAT_DMY = r"^([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{4})(?:(?:T| +)([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?)?$"
@@ -193,7 +194,10 @@ def sql_timestamp(x: str, tz: str = DEFAULT_TZ) -> str:
     es = _bind(x, PAT_EPOCH_S, ["s", "fr"],
                _sql_local(f"make_timestamp(r.s::BIGINT * 1000000 + {_sql_us('r', 'fr')})", tz))
     ems = _sql_local(f"make_timestamp(({x})::BIGINT * 1000)", tz)
+    fast = (f"CASE WHEN left({x}, 4)::INT BETWEEN {YEAR_MIN} AND {YEAR_MAX} AND substr({x}, 18, 2)::INT <= 59 "
+            f"THEN try_strptime({x}, '%Y-%m-%d %H:%M:%S') END")
     return (f"(CASE WHEN {x} IS NULL THEN NULL "
+            f"WHEN regexp_full_match({x}, {_q(PAT_FAST_TS)}) THEN {fast} "
             f"WHEN regexp_full_match({x}, {_q(PAT_ISO)}) THEN {iso} "
             f"WHEN regexp_full_match({x}, {_q(PAT_EPOCH_S)}) THEN {es} "
             f"WHEN regexp_full_match({x}, {_q(PAT_COMPACT)}) THEN {compact} "
@@ -211,6 +215,7 @@ def sql_date(x: str, tz: str = DEFAULT_TZ) -> str:
 # ---------------------------------------------------------------- amounts / numbers
 PAT_AMOUNT = (r"^(\()? *([-+])? *(?:[¥￥$]|RMB|CNY|USD)? *([-+])? *([0-9][0-9,. ]*[0-9]|[0-9]|\.[0-9]+) *"
               r"(万|亿)? *(?:元|RMB|CNY|USD)? *(\))?$")
+PAT_FAST_NUM = r"^-?[0-9]{1,15}(?:\.[0-9]{1,15})?$"  # SQL fast path for plain numbers
 PAT_US = r"^(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?$|^\.[0-9]+$"
 PAT_SPACE = r"^[0-9]{1,3}(?: [0-9]{3})+(?:\.[0-9]+)?$"
 PAT_EU = r"^[0-9]{1,3}(?:[ .][0-9]{3})*,[0-9]{1,2}$"
@@ -284,7 +289,8 @@ def sql_amount(x: str) -> str:
             f"OR (r.lp <> '' AND (r.s1 <> '' OR r.s2 <> '')) THEN NULL "
             f"WHEN r.lp <> '' OR r.s1 = '-' OR r.s2 = '-' THEN -{scaled} ELSE {scaled} END")
     ex = _bind(x, PAT_AMOUNT, ["lp", "s1", "s2", "num", "unit", "rp"], body)
-    return f"(CASE WHEN {x} IS NULL THEN NULL WHEN regexp_full_match({x}, {_q(PAT_AMOUNT)}) THEN {ex} END)"
+    return (f"(CASE WHEN {x} IS NULL THEN NULL WHEN regexp_full_match({x}, {_q(PAT_FAST_NUM)}) THEN {x}::DOUBLE "
+            f"WHEN regexp_full_match({x}, {_q(PAT_AMOUNT)}) THEN {ex} END)")
 
 
 def sql_number(x: str) -> str:
