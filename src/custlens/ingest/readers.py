@@ -200,33 +200,36 @@ def _csv_source(path: Path, name: str, encoding: str | None, batch_rows: int) ->
         f = open(path, "rb")  # noqa: SIM115
         state["f"] = f
         try:
-            reader = pacsv.open_csv(
-                f,
-                read_options=pacsv.ReadOptions(column_names=headers, skip_rows=1, encoding=arrow_enc,
-                                               block_size=8 << 20),
-                parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in headers},
-                                                     strings_can_be_null=True, quoted_strings_can_be_null=True,
-                                                     null_values=[""]),
-            )
-            pending: list[pa.RecordBatch] = []
-            n = 0
-            while True:
-                try:
-                    b = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-                    raise _err("ingest.read.bad", str(path), path=path, detail=str(e).splitlines()[0]) from None
-                pending.append(b)
-                n += b.num_rows
-                if n >= batch_rows:
-                    yield from _rebatch(pending, batch_rows)
-                    pending, n = [], 0
-            if pending:
-                yield from _rebatch(pending, batch_rows)
+            yield from _read(f)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+            raise _err("ingest.read.bad", str(path), path=path, detail=str(e).splitlines()[0]) from None
         finally:
             f.close()
+
+    def _read(f: Any) -> Iterator[pa.RecordBatch]:
+        reader = pacsv.open_csv(
+            f,
+            read_options=pacsv.ReadOptions(column_names=headers, skip_rows=1, encoding=arrow_enc,
+                                           block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in headers},
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                                 null_values=[""]),
+        )
+        pending: list[pa.RecordBatch] = []
+        n = 0
+        while True:
+            try:
+                b = reader.read_next_batch()
+            except StopIteration:
+                break
+            pending.append(b)
+            n += b.num_rows
+            if n >= batch_rows:
+                yield from _rebatch(pending, batch_rows)
+                pending, n = [], 0
+        if pending:
+            yield from _rebatch(pending, batch_rows)
 
     def pos() -> int:
         f = state["f"]
