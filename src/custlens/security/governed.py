@@ -55,7 +55,8 @@ def governed(t: ir.Table, eff: Effective, user_attrs: dict[str, Any], customers_
         t = t.alias(alias).sql(f"SELECT * FROM {alias} WHERE " + " OR ".join(preds), dialect="duckdb")
     # 2. propagate the customers row filter to user-keyed tables
     if customers_filter is not None and "user_id" in t.columns:
-        t = t.semi_join(customers_filter.select(_uid=customers_filter.user_id), t.user_id == ibis._["_uid"])
+        allowed = customers_filter.select(_uid=customers_filter.user_id)
+        t = t.semi_join(allowed, t.user_id == allowed._uid)
     # 3. masking projection (denied columns vanish)
     cols = {c: _mask(t, c, eff.columns.get(c, "deny")) for c in t.columns if eff.columns.get(c, "deny") != "deny"}
     return t.select(**cols)
