@@ -184,15 +184,13 @@ def register_cli(analyze_app: Any) -> None:
     """Add `custlens analyze activity`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format  # noqa: PLC0415
-
     @analyze_app.command("activity")
     def activity_cmd(
         as_of: str = typer.Option(None, "--as-of", help="Reference date (default: latest event date)."),
         date_from: str = typer.Option(None, "--date-from", help="Ignore events before this date."),
         visit: str = typer.Option("day", "--visit", help="What counts as a visit: day or session."),
         breakdown: str = typer.Option(None, "--breakdown", help="province, member_level, segment, …"),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """Active / silent / churned / new / returning customers (thresholds from [activity])."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415

@@ -201,15 +201,13 @@ def register_cli(analyze_app: Any) -> None:
     """Add `custlens analyze channels`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format  # noqa: PLC0415
-
     @analyze_app.command("channels")
     def channels_cmd(
         date_from: str = typer.Option(None, "--date-from", help="First day (default: 90 days before date-to)."),
         date_to: str = typer.Option(None, "--date-to", help="Last day (default: latest data)."),
         grain: str = typer.Option(None, "--grain", help="Add a trend by day, week or month."),
         by: str = typer.Option("channel", "--by", help="Rows: channel, campaign or trend."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """Impressions, UV, clicks, CTR, orders, conversion, revenue, cost, CAC and ROI per channel."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415

@@ -85,7 +85,7 @@ def segment_predicate(base: ir.Table, spec: Any) -> ir.BooleanValue:
             out = (out & p) if "all" in spec else (out | p)
         return out
     col, op, value = spec.get("column"), spec.get("op", "=="), spec.get("value")
-    allowed = [c for c in base.columns if not c.startswith("_")]
+    allowed = [c for c in base.columns if not c.startswith("_") and not c.endswith(("_enc", "_pseudo"))]
     if not isinstance(col, str) or col not in allowed:
         raise ValidationError(f"unknown column {col!r} in segment rule", where="segment.column",
                               fix=f"use one of: {', '.join(allowed)}")
@@ -225,15 +225,13 @@ def register_cli(analyze_app: Any) -> None:
     """Add `custlens analyze compare`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format  # noqa: PLC0415
-
     @analyze_app.command("compare")
     def compare_cmd(
         segment_a: str = typer.Argument(..., help='RFM segment name or JSON rule {"column":…,"op":…,"value":…}.'),
         segment_b: str = typer.Argument(..., help="Second segment, same forms."),
         kpis: str = typer.Option(",".join(KPIS[:4]), "--kpis", help=f"Comma-separated: {', '.join(KPIS)}."),
         as_of: str = typer.Option(None, "--as-of", help="Reference date (default: latest order)."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """Compare two segments: differences and p-values (Welch t-test, two-proportion z-test)."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415

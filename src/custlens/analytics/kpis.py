@@ -269,8 +269,6 @@ def register_cli(analyze_app: Any) -> None:
     """Add `custlens analyze kpis`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format  # noqa: PLC0415
-
     @analyze_app.command("kpis")
     def kpis_cmd(
         grain: str = typer.Option("month", "--grain", help="day, week or month."),
@@ -279,7 +277,7 @@ def register_cli(analyze_app: Any) -> None:
         date_to: str = typer.Option(None, "--date-to", help="Last day (default: latest data)."),
         breakdown: str = typer.Option(None, "--breakdown", help="channel, platform, province, member_level, segment…"),
         changes: bool = typer.Option(False, "--changes", help="Output the long table with PoP/YoY changes."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """DAU/WAU/MAU, orders, GMV, AOV, repurchase and new/returning customers by period."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415

@@ -399,8 +399,6 @@ def register_cli(analyze_app: Any) -> None:
     """Add `custlens analyze rfm` and `custlens analyze rfm-transition`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format  # noqa: PLC0415
-
     @analyze_app.command("rfm")
     def rfm_cmd(
         as_of: str = typer.Option(None, "--as-of", help="Reference date (default: latest order date)."),
@@ -411,7 +409,7 @@ def register_cli(analyze_app: Any) -> None:
                                        help='JSON cut points, e.g. {"recency":[30,60,90,180],...}'),
         high_low: str = typer.Option("mean", "--high-low", help="8-class split at the mean or median."),
         customers: bool = typer.Option(False, "--customers", help="Output one row per customer instead."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """RFM scores and segments (8-class and 11-segment schemes)."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415
@@ -439,7 +437,7 @@ def register_cli(analyze_app: Any) -> None:
         date_a: str = typer.Argument(..., help="First as-of date."),
         date_b: str = typer.Argument(..., help="Second as-of date."),
         scheme: str = typer.Option("8", "--scheme", help="8 or 11."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """Transition matrix of RFM segments between two dates."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415

@@ -173,15 +173,13 @@ def register_cli(analyze_app: Any) -> None:
     """Add `custlens analyze service`."""
     import typer  # noqa: PLC0415
 
-    from custlens.cli import Format  # noqa: PLC0415
-
     @analyze_app.command("service")
     def service_cmd(
         date_from: str = typer.Option(None, "--date-from", help="First day (default: 90 days before date-to)."),
         date_to: str = typer.Option(None, "--date-to", help="Last day (default: latest ticket)."),
         by: str = typer.Option("category", "--by",
                                help="Rows: category, channel, satisfaction, heatmap or outcomes."),
-        fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     ) -> None:
         """Ticket volume, response/resolution times, satisfaction, peak hours, satisfaction vs repurchase."""
         from custlens.cli import emit, open_ws  # noqa: PLC0415
