@@ -789,7 +789,8 @@ def _write_orders(out: Path, rng: np.random.Generator, b: dict[str, Any], o: pd.
         out50, neg, fut = picks[:k1], picks[k1:k1 + k2], picks[k1 + k2:]
         df.loc[out50, "amount"] = [f"{x * 50:.2f}" for x in amount[out50]]
         df.loc[neg, "amount"] = [f"{-x:.2f}" for x in amount[neg]]
-        df.loc[fut, "time"] = _fmt_ts(o["ts"].to_numpy()[fut] + 500 * DAY)
+        df.loc[fut, "time"] = _fmt_ts(EPOCH0 + (NDAYS + rng.integers(30, 400, len(fut))) * DAY
+                                      + o["ts"].to_numpy()[fut] % DAY)
         rest = np.setdiff1d(np.arange(n), picks)
         yuan = rng.choice(rest, size=_count(DIRT["orders_yuan"], n), replace=False)
         df.loc[yuan, "amount"] = [f"¥{float(x):,.2f}" for x in df.loc[yuan, "amount"]]
@@ -1083,7 +1084,8 @@ def _write_events(out: Path, rng: np.random.Generator, b: dict[str, Any], fmt: s
             dur_o = dur_o.copy()
             ets_o = ets_o.copy()
             dur_o[pk[:k_o]] = 100000
-            ets_o[pk[k_o:k_o + k_f]] += 600 * DAY
+            fut = pk[k_o:k_o + k_f]
+            ets_o[fut] = EPOCH0 + (NDAYS + rng.integers(30, 400, len(fut))) * DAY + ets_o[fut] % DAY
             dur_o[pk[k_o + k_f:]] = -1
             d["duration_outlier_100000s"] += k_o
             d["future_time"] += k_f
