@@ -354,8 +354,9 @@ def _aggregate(best: ir.Table, n: int, by: str | None) -> pd.DataFrame:
         if k > 1:
             d = best[f"t{k}"] - best[f"t{k - 1}"]
             pos = d.notnull() & (d > 0)
-            aggs[f"avg{k}"] = d.mean(where=pos)
-            aggs[f"med{k}"] = d.median(where=pos)
+            dpos = ibis.cases((pos, d), else_=ibis.null("float64"))
+            aggs[f"avg{k}"] = dpos.mean()
+            aggs[f"med{k}"] = dpos.median()
     q = best.group_by(by).aggregate(**aggs) if by else best.aggregate(**aggs)
     return q.execute()
 

@@ -93,7 +93,8 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
     ev = ev.mutate(session=ev._new.sum().over(ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid],
                                                           preceding=None, following=0)))
     ws_ = ibis.window(group_by=[ev.person, ev.session], order_by=[ev.event_time, ev.eid])
-    ev = ev.filter((ev.event != ev.event.lag().over(ws_)).fill_null(True))
+    ev = ev.mutate(_prev=ev.event.lag().over(ws_))
+    ev = ev.filter(ev._prev.isnull() | (ev.event != ev._prev)).drop("_prev")
     ev = ev.mutate(pos=ibis.row_number().over(ibis.window(group_by=[ev.person, ev.session],
                                                           order_by=[ev.event_time, ev.eid])) + 1)
     wsess = ibis.window(group_by=[ev.person, ev.session])
