@@ -306,6 +306,8 @@ class _Loader:
                 cols[f"v__{canon}"] = v
                 cols[f"e__{canon}"] = pc.if_else(bad, "parse", pa.scalar(None, pa.string()))
                 err_parts.append(self._err(canon, f"e__{canon}"))
+            elif canon == "text":
+                cols[f"s__{canon}"] = V.vec_map(a, scrub_text)[0]
             else:
                 cols[f"s__{canon}"] = a
         # address → province/city when those are absent
@@ -333,7 +335,7 @@ class _Loader:
             stored_pii[name] = kind
         for h, name in self.cm.extra.items():
             if h not in self.pii_kind:
-                cols[f"x__{name}"] = _clean_arr(rb.column(h))
+                cols[f"x__{name}"] = V.vec_map(_clean_arr(rb.column(h)), scrub_text)[0]
         tbl = pa.table(cols)
         # SQL: typed values (c__*) from strings or Python-standardized values
         inner = ['"_row"']
@@ -446,7 +448,7 @@ class _Loader:
                     safe[h] = None
                     continue
                 kind = self.pii_kind.get(h) or detect_value(v)
-                safe[h] = mask(v, kind) if kind else v
+                safe[h] = mask(v, kind) if kind else scrub_text(v)
             reasons, first_col = [], None
             for code in codes.split(","):
                 canon, _, what = code.partition(":")
@@ -516,6 +518,22 @@ class _Loader:
         con.execute("DROP TABLE _cl_rank")
         con.execute("DROP TABLE _cl_win")
         return int(res[0]) if res else 0
+
+
+def scrub_text(v: str | None) -> str | None:
+    """Mask personal data found inside free text (a phone number in a note stays 138****1234)."""
+    if v is None or not any(ch.isdigit() or ch == "@" for ch in v):
+        return v
+    from custlens.privacy.scan import find_pii_in_text  # noqa: PLC0415
+    from custlens.privacy.transforms import mask  # noqa: PLC0415
+
+    for _ in range(20):
+        found = find_pii_in_text(v)
+        if not found:
+            break
+        for kind, piece in found.items():
+            v = v.replace(piece, mask(piece, kind))
+    return v
 
 
 def _region_or_none(i: int) -> Callable[[object], str | None]:
