@@ -586,6 +586,7 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
                       roi_plan=roi, spend=spend, ident=ident, as_of=AS_OF, seed=seed, n=customers, lang=lang)
     truth["dirt"] = dirt
     truth["files"] = rows
+    _write_truth_customers(out, b)
     (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2, default=_json_default),
                                     encoding="utf-8")
     (out / "manifest.json").write_text(json.dumps({"files": manifest, "as_of": AS_OF, "seed": seed, "lang": lang,
@@ -593,6 +594,25 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
                                        encoding="utf-8")
     prog("done", 1.0)
     return GenerateResult(out=out, manifest=manifest, truth=truth, rows=rows)
+
+
+def _write_truth_customers(out: Path, b: dict[str, Any]) -> None:
+    """Per-customer latent truth (not a source file): segment, planted churn date, region, app id."""
+    cu = b["cu"]
+    churn = b["od"]["mech"]["churn_ts"]
+    end = EPOCH0 + NDAYS * DAY
+    churn_s = np.where(churn < end, _fmt_ts(np.minimum(churn, end - 1)), None)
+    kind = np.full(len(cu), "", dtype=object)
+    for k, v in b["anomalies"].items():
+        kind[v] = k
+    tab = pa.table({"customer_id": crm_ids(len(cu)), "segment": np.array(SEG_NAMES, dtype=object)[cu["seg"]],
+                    "region": cu["region"].to_numpy().astype(object), "planted_churn_time": pa.array(churn_s,
+                                                                                                   pa.string()),
+                    "low_satisfaction_exit": b["od"]["mech"]["low_sat_leave"], "anomaly": kind,
+                    "app_user_id": pa.array(cu["app_id"].tolist(), pa.string(), from_pandas=True)})
+    _write_header(out / "truth_customers.csv", tab.column_names)
+    with open(out / "truth_customers.csv", "ab") as f:
+        pacsv.write_csv(tab, f, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
 
 
 def _json_default(o: Any) -> Any:
