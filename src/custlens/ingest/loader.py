@@ -240,6 +240,7 @@ class _Loader:
     # ----- main
     def run(self) -> None:
         self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET preserve_insertion_order = false")
         it: Iterator[pa.RecordBatch] = self.src.batches()
         first = next(it, None)
         self._detect_extra_pii(first)
