@@ -240,7 +240,6 @@ class _Loader:
     # ----- main
     def run(self) -> None:
         self.con.execute("SET enable_progress_bar = false")
-        self.con.execute("SET preserve_insertion_order = false")
         it: Iterator[pa.RecordBatch] = self.src.batches()
         first = next(it, None)
         self._detect_extra_pii(first)
@@ -259,7 +258,11 @@ class _Loader:
                 os._exit(137)
         self.rep.rows_read = base
         self.rep.quarantined = base - good
-        self.rep.loaded = self._merge()
+        self.con.execute("SET preserve_insertion_order = false")  # lets the final insert run in parallel
+        try:
+            self.rep.loaded = self._merge()
+        finally:
+            self.con.execute("RESET preserve_insertion_order")
         self.rep.duplicates = good - self.rep.loaded
         self.con.execute(f"DROP TABLE {quote(self.stage)}")
         self.rep.finished_at = _now(self.ws)
@@ -398,7 +401,8 @@ class _Loader:
             else:
                 sql_cols.append(f"{quote('x__' + name)} AS {quote(name)}")
         if "event_id" in self.cm.derived:
-            parts = [f"coalesce(CAST({typed[c.name]} AS VARCHAR), chr(0))" for c in sch.columns if c.name in typed]
+            hashed = {c: quote(f"p__{c}_pseudo") if c in stored_pii else typed[c] for c in typed}
+            parts = [f"coalesce(CAST({hashed[c.name]} AS VARCHAR), chr(0))" for c in sch.columns if c.name in typed]
             parts += [f"coalesce({quote('x__' + n)}, chr(0))" for n in self.cm.extra.values() if n not in stored_pii]
             joined = ", ".join(parts) or "''"
             sql_cols.append(f"'h' || md5(concat_ws(chr(31), {joined})) AS \"event_id\"")
