@@ -104,7 +104,8 @@ def register(app: typer.Typer) -> None:
         finally:
             ws.close()
         frame = frame.astype(object).where(frame.notna(), None)
-        emit({"loads": frame.to_dict(orient="records")}, fmt, title=t("ingest.cli.ledger"), frame=frame)
+        shown = frame if fmt is not Format.table else frame.drop(columns=["content_hash", "finished_at"])
+        emit({"loads": frame.to_dict(orient="records")}, fmt, title=t("ingest.cli.ledger"), frame=shown)
 
     @app.command("quarantine")
     def quarantine_cmd(
