@@ -70,19 +70,78 @@ def _root(
         os.environ["CUSTLENS_LANG"] = lang
 
 
-def open_ws(read_only: bool = False) -> Any:
-    """Open the workspace the global options point at, acting as the selected user."""
+def open_ws(read_only: bool = False, identify: bool = True) -> Any:
+    """Open the workspace the global options point at, acting as the selected user.
+
+    --as USER authenticates (CUSTLENS_PASSWORD or a prompt); otherwise the token from `custlens login`
+    is used. A workspace with no users yet runs as its local owner (admin) and says so once; one with
+    users refuses to run anonymously.
+    """
+    from custlens.errors import PermissionDenied  # noqa: PLC0415
+    from custlens.security.context import attach_user, owner  # noqa: PLC0415
+    from custlens.security.users import any_users, authenticate  # noqa: PLC0415
     from custlens.workspace import open_workspace  # noqa: PLC0415
 
-    token = None
-    if state.user is None:
-        token = _stored_token()
-    return open_workspace(state.workspace, user=state.user, token=token, read_only=read_only)
+    ws = open_workspace(state.workspace, read_only=read_only)
+    if not identify:
+        return ws
+    has_users = any_users(ws)
+    if state.user:
+        if has_users:
+            pw = os.environ.get("CUSTLENS_PASSWORD")
+            if pw is None:
+                if not sys.stdin.isatty():
+                    raise PermissionDenied(f"--as {state.user} needs a password",
+                                           fix="set CUSTLENS_PASSWORD or run `custlens login` first")
+                pw = typer.prompt(f"password for {state.user}", hide_input=True)
+            authenticate(ws, state.user, pw)
+        attach_user(ws, user=state.user)
+    elif (tok := stored_token(ws.root)) and has_users:
+        attach_user(ws, token=tok)
+    elif has_users:
+        raise PermissionDenied("this workspace has users: say who you are",
+                               fix="run `custlens login`, or pass --as USER with CUSTLENS_PASSWORD")
+    else:
+        ws.actor = owner()
+        marker = ws.root / ".owner-notice"
+        if not marker.exists():
+            err.print(t("cli.owner_mode"))
+            marker.touch()
+    return ws
 
 
-def _stored_token() -> str | None:
-    cfg = Path(os.environ.get("CUSTLENS_HOME", Path.home() / ".config" / "custlens")) / "token"
-    return cfg.read_text().strip() if cfg.exists() else None
+def token_store() -> Path:
+    return Path(os.environ.get("CUSTLENS_HOME", Path.home() / ".config" / "custlens")) / "tokens.json"
+
+
+def stored_token(root: Path) -> str | None:
+    """The token `custlens login` kept for this workspace (tokens are per workspace)."""
+    p = token_store()
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text()).get(str(root))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def store_token(root: Path, token: str | None) -> Path:
+    p = token_store()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = {}
+    if p.exists():
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            data = {}
+    if token is None:
+        data.pop(str(root), None)
+    else:
+        data[str(root)] = token
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
+    return p
 
 
 def _default(o: Any) -> Any:

@@ -192,6 +192,25 @@ class Workspace:
         sql = ibis.to_sql(expr, dialect="duckdb")
         self.duck.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS {sql}")
 
+    def compact(self) -> None:
+        """Rewrite the warehouse into a fresh file so deleted rows leave no bytes behind (erasure)."""
+        if self.config.engine.kind != "duckdb":
+            return
+        con = self.duck
+        con.execute("FORCE CHECKPOINT")
+        tmp = self.warehouse_path.with_suffix(".compact.duckdb")
+        if tmp.exists():
+            tmp.unlink()
+        con.execute(f"ATTACH '{tmp}' AS _compact")
+        db = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute(f"COPY FROM DATABASE {quote(db)} TO _compact")
+        con.execute("DETACH _compact")
+        self.close()
+        os.replace(tmp, self.warehouse_path)
+        wal = self.warehouse_path.with_name(self.warehouse_path.name + ".wal")
+        if wal.exists():
+            wal.unlink()
+
     def ensure_table(self, name: str, columns: dict[str, str]) -> None:
         """Create table `name` with columns (name → DuckDB type) if absent; add missing columns."""
         ensure_duck_table(self.duck, name, columns)

@@ -80,6 +80,7 @@ ALIASES: dict[str, list[str]] = {
                      "评分满意度"],
     "text": ["text", "content", "description", "comment", "message", "body", "内容", "描述", "问题描述",
              "评论", "评价内容", "文本", "留言", "反馈内容"],
+    "source": ["source", "feedback_source", "review_source", "反馈来源", "评价来源", "来源"],
     "feedback_id": ["feedback_id", "review_id", "survey_id", "反馈id", "评价id", "评论id", "问卷id"],
     "time": ["time", "review_time", "feedback_time", "created_at", "评价时间", "反馈时间", "时间"],
     "rating": ["rating", "score", "stars", "star", "评分", "打分", "星级", "评价分"],

@@ -306,12 +306,15 @@ def mask(value: object, kind: str) -> str:
 # Vectorized protection
 # ----------------------------------------------------------------------------------------------
 
-def protect_values(values: Sequence[str | None], kind: str, key: bytes
+def protect_values(values: Sequence[str | None], kind: str, key: bytes, enc_key: bytes | None = None,
                    ) -> tuple[list[str | None], list[str | None], list[str | None]]:
-    """(display, pseudo, enc) for each value; None (and NaN/NA) stay None. Keys are derived once."""
+    """(display, pseudo, enc) for each value; None (and NaN/NA) stay None. Keys are derived once.
+
+    `key` makes the pseudonyms; `enc_key` (default: the same key) encrypts — separate after a key rotation.
+    """
     _check_key(key)
     k = bytes(key)
-    aead, kid = _enc_key(k)
+    aead, kid = _enc_key(bytes(enc_key) if enc_key is not None else k)
     masker = _MASKERS.get(kind, mask_first3_last4)
     ns = _ns(kind)
     digest = hmac.digest

@@ -41,6 +41,12 @@ class Governance:
             if ce.row_filters:
                 cust_filter = governed(ws.con.table("customers"), ce, self.user.attributes, table_name="customers")
         out = governed(raw, eff, self.user.attributes, cust_filter, table_name=name)
+        if name not in self.accessed and not name.startswith("audit"):
+            # audited on first access, before any data flows: if the record fails, the read is refused
+            from custlens.security import audit  # noqa: PLC0415
+
+            audit.record(ws, "read", target=name, tables=[name], columns=list(out.columns),
+                         username=self.user.username)
         self.accessed.setdefault(name, set()).update(out.columns)
         return out
 
