@@ -1,0 +1,511 @@
+"""Warehouse side of event collection: system tables, write keys, the spool → `events` writer, accounting.
+
+The writer moves spooled records into the warehouse in batches. Each batch — events, bad rows, dedup
+entries, identity links, per-key counters and the committed spool offset — is ONE DuckDB transaction,
+so a restart after a crash resumes exactly where the last commit ended (every record lands once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from custlens.errors import NotFound, ValidationError
+from custlens.i18n import register, t
+from custlens.model.schema import EVENTS
+from custlens.workspace import check_identifier, ensure_duck_table
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from custlens.server.spool import Spool
+    from custlens.workspace import Workspace
+
+log = logging.getLogger("custlens.collect")
+
+register({
+    "collect.key.exists": {"zh": "写入密钥 {name} 已存在", "en": "write key {name} already exists"},
+    "collect.key.exists_fix": {"zh": "换一个名字，或先吊销旧密钥", "en": "pick another name, or revoke the old key first"},
+    "collect.key.missing": {"zh": "没有名为 {name} 的写入密钥", "en": "no write key named {name}"},
+    "collect.key.missing_fix": {"zh": "用 `custlens writekey list` 查看已有密钥",
+                                "en": "list keys with `custlens writekey list`"},
+})
+
+SOURCE_PREFIX = "collect:"
+
+DDL: dict[str, str] = {
+    "write_keys": "name VARCHAR, key_hash VARCHAR, key_prefix VARCHAR, created_at TIMESTAMP, revoked BOOLEAN, "
+                  "revoked_at TIMESTAMP",
+    "events_bad": "bad_id VARCHAR, received_at TIMESTAMP, write_key_name VARCHAR, kind VARCHAR, raw VARCHAR, "
+                  "error VARCHAR, validator_version INTEGER",
+    "event_dedup": "message_id VARCHAR, payload_hash VARCHAR, first_seen TIMESTAMP, event_id VARCHAR",
+    "identity_links": "anonymous_id VARCHAR, user_id VARCHAR, first_seen TIMESTAMP, source VARCHAR",
+    "collect_stats": "write_key_name VARCHAR, received BIGINT, stored BIGINT, duplicates BIGINT, collisions BIGINT, "
+                     "bad BIGINT, replayed BIGINT, updated_at TIMESTAMP",
+    "collect_offset": "name VARCHAR, committed BIGINT, updated_at TIMESTAMP",
+}
+
+EVENT_COLUMNS = EVENTS.storage_columns()
+_ARROW = {"string": pa.string(), "float64": pa.float64(), "timestamp": pa.timestamp("us"), "int64": pa.int64()}
+EVENT_SCHEMA = pa.schema([(c, _ARROW[t_]) for c, t_ in EVENT_COLUMNS.items()])
+
+# Keys of properties/traits holding personal data: stored masked with a keyed pseudonym beside them.
+PII_KEYS = {"email": "email", "phone": "phone", "mobile": "phone", "name": "name", "firstName": "name",
+            "first_name": "name", "lastName": "name", "last_name": "name", "address": "address",
+            "id_number": "id_number", "idNumber": "id_number", "ip": "ip"}
+
+
+def ensure_collect_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the collection system tables and the canonical events table if absent."""
+    for name, cols in DDL.items():
+        con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})')
+    ensure_duck_table(con, "events", EVENT_COLUMNS)
+    if not con.execute("SELECT 1 FROM collect_offset WHERE name = 'spool'").fetchone():
+        con.execute("INSERT INTO collect_offset VALUES ('spool', 0, now())")
+
+
+def committed_offset(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT committed FROM collect_offset WHERE name = 'spool'").fetchone()[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Write keys
+# ----------------------------------------------------------------------------------------------
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_write_key(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A new write key named `name`; returns the key (shown once — only its hash is stored)."""
+    check_identifier(name, "write key name")
+    ensure_collect_tables(con)
+    if con.execute("SELECT 1 FROM write_keys WHERE name = ? AND NOT revoked", [name]).fetchone():
+        raise ValidationError(t("collect.key.exists", None, name=name), fix=t("collect.key.exists_fix"))
+    key = "wk_" + secrets.token_urlsafe(24)
+    con.execute("INSERT INTO write_keys VALUES (?, ?, ?, now(), false, NULL)", [name, hash_key(key), key[:7]])
+    return key
+
+
+def list_write_keys(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    ensure_collect_tables(con)
+    rows = con.execute("SELECT name, key_prefix, created_at, revoked, revoked_at FROM write_keys "
+                       "ORDER BY created_at").fetchall()
+    return [dict(zip(["name", "key_prefix", "created_at", "revoked", "revoked_at"], r, strict=True)) for r in rows]
+
+
+def revoke_write_key(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    ensure_collect_tables(con)
+    n = con.execute("UPDATE write_keys SET revoked = true, revoked_at = now() WHERE name = ? AND NOT revoked "
+                    "RETURNING 1", [name]).fetchall()
+    if not n:
+        raise NotFound(t("collect.key.missing", None, name=name), fix=t("collect.key.missing_fix"))
+
+
+def active_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """key hash → key name for every key that is not revoked."""
+    return {h: n for h, n in con.execute("SELECT key_hash, name FROM write_keys WHERE NOT revoked").fetchall()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Mapping a spooled message onto the canonical events columns
+# ----------------------------------------------------------------------------------------------
+
+EVENT_NAMES = {"page": "page_view", "screen": "screen_view", "identify": "identify"}
+
+
+def parse_time(value: str, tz: str) -> datetime:
+    """An ISO-8601 timestamp as naive local time in `tz` (naive input is taken as already local)."""
+    s = value.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    return dt
+
+
+def event_time(msg: dict[str, Any], received_at: float, tz: str) -> datetime:
+    """timestamp; else originalTimestamp corrected by the client clock skew (sentAt); else the receive time."""
+    received = datetime.fromtimestamp(received_at, UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    ts = msg.get("timestamp")
+    if isinstance(ts, str) and ts.strip():
+        return parse_time(ts, tz)
+    orig, sent = msg.get("originalTimestamp"), msg.get("sentAt")
+    if isinstance(orig, str) and orig.strip():
+        o = parse_time(orig, tz)
+        if isinstance(sent, str) and sent.strip():
+            return o + (received - parse_time(sent, tz))
+        return o
+    return received
+
+
+def _first(*values: Any) -> Any:
+    for v in values:
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def protect_pii(d: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """Replace personal values under well-known keys by their masked form plus a keyed pseudonym."""
+    from custlens.privacy.transforms import mask, pseudonymize  # noqa: PLC0415
+
+    out = dict(d)
+    for k, kind in PII_KEYS.items():
+        v = out.get(k)
+        if v is None or isinstance(v, (dict, list)) or v == "":
+            continue
+        out[k] = mask(v, kind)
+        out[f"{k}_pseudo"] = pseudonymize(v, key, kind)
+    return out
+
+
+def to_row(rec: dict[str, Any], event_id: str, collision: bool, tz: str, key: bytes, load_id: str
+           ) -> tuple[dict[str, Any], str | None]:
+    """(canonical events row without the ip triple, raw ip) for one spooled event record."""
+    m = rec["m"]
+    typ = m.get("type", "track")
+    ctx = dict(m.get("context") or {})
+    ip = ctx.pop("ip", None) or rec.get("ip")
+    props = dict(m.get("properties") or {})
+    flags: list[str] = []
+    if typ == "identify":
+        props = {"traits": protect_pii(dict(m.get("traits") or {}), key)}
+    else:
+        if typ in ("page", "screen"):
+            for k in ("name", "category"):
+                if m.get(k) is not None:
+                    props.setdefault(k, m[k])
+        props = protect_pii(props, key)
+    if isinstance(ctx.get("traits"), dict):
+        ctx["traits"] = protect_pii(ctx["traits"], key)
+    page = ctx.get("page") if isinstance(ctx.get("page"), dict) else {}
+    campaign = ctx.get("campaign") if isinstance(ctx.get("campaign"), dict) else {}
+    duration = _first(props.get("duration_s"), props.get("duration"))
+    try:
+        duration = float(duration) if duration is not None else None
+        if duration is not None and not (duration >= 0 and duration < float("inf")):
+            raise ValueError
+    except (TypeError, ValueError):
+        duration = None
+        flags.append("bad_duration")
+    if collision:
+        props["_collision"] = True
+        flags.append("collision")
+    if ctx:
+        props["_context"] = ctx
+    row = {
+        "event_id": event_id,
+        "user_id": _str(_first(m.get("userId"))),
+        "anonymous_id": _str(_first(m.get("anonymousId"))),
+        "event": m["event"] if typ == "track" else EVENT_NAMES.get(typ, typ),
+        "event_time": event_time(m, rec["at"], tz),
+        "session_id": _str(_first(props.get("session_id"), props.get("sessionId"), ctx.get("sessionId"),
+                                  ctx.get("session_id"))),
+        "product_id": _str(_first(props.get("product_id"), props.get("productId"))),
+        "duration_s": duration,
+        "channel": _str(_first(ctx.get("channel"), campaign.get("source"), props.get("channel"))),
+        "platform": _str(_first(ctx.get("platform"), props.get("platform"),
+                                "web" if page else ("app" if ctx.get("app") else None))),
+        "properties": json.dumps(props, ensure_ascii=False, default=str),
+        "_source": SOURCE_PREFIX + rec["k"],
+        "_row": None,
+        "_load_id": load_id,
+        "_imputed": None,
+        "_flags": ",".join(flags) or None,
+    }
+    return row, _str(ip)
+
+
+# ----------------------------------------------------------------------------------------------
+# The writer
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _KeyCounts:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    collisions: int = 0
+    bad: int = 0
+    replayed: int = 0
+
+
+class Writer:
+    """Moves durable spool records into the warehouse, one transaction per batch (offset included)."""
+
+    def __init__(self, ws: Workspace, spool: Spool, *, batch_bytes: int = 4 * 1024 * 1024) -> None:
+        self.ws = ws
+        self.spool = spool
+        self.batch_bytes = batch_bytes
+        self.con = ws.duck.cursor()
+        self.pos = spool.read_from
+        self.tz = ws.config.timezone
+        self.window = timedelta(days=ws.config.server.dedup_window_days)
+        self.lang = ws.config.lang
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+        self.batches = 0
+        self._last_purge = 0.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="custlens-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_seconds: float = 10.0) -> None:
+        """Stop after draining what is durable (bounded by drain_seconds)."""
+        deadline = time.monotonic() + drain_seconds
+        while self._thread is not None and self.pos < self.spool.durable_end and time.monotonic() < deadline \
+                and self.error is None:
+            self.spool.data_ready.set()
+            time.sleep(0.05)
+        self._stop.set()
+        self.spool.data_ready.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                if self.step() == 0:
+                    self.spool.data_ready.wait(0.5)
+                    self.spool.data_ready.clear()
+                backoff = 0.1
+                self.error = None
+            except Exception as e:  # noqa: BLE001 — keep the records, retry after a pause
+                self.error = repr(e)
+                log.exception("collect writer: batch failed; retrying")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def drain(self) -> int:
+        """Process everything durable now (offline use); returns the number of records processed."""
+        n = 0
+        while True:
+            k = self.step()
+            if k == 0:
+                return n
+            n += k
+
+    def step(self) -> int:
+        """Process one batch of records; 0 when the spool is drained."""
+        if self.pos >= self.spool.durable_end:
+            self._maybe_purge()
+            return 0
+        payloads, end = self.spool.read(self.pos, self.batch_bytes)
+        if not payloads:
+            return 0
+        self._commit([json.loads(p) for p in payloads], end)
+        self.pos = end
+        self.batches += 1
+        return len(payloads)
+
+    def _maybe_purge(self) -> None:
+        if time.monotonic() - self._last_purge < 3600:
+            return
+        self._last_purge = time.monotonic()
+        self.con.execute("DELETE FROM event_dedup WHERE first_seen < ?", [datetime.now() - self.window])
+
+    def _commit(self, recs: list[dict[str, Any]], end: int) -> None:
+        con = self.con
+        key = self.ws.key
+        now = datetime.now(ZoneInfo(self.tz)).replace(tzinfo=None)
+        load_id = "collect-" + uuid.uuid4().hex[:12]
+        counts: dict[str, _KeyCounts] = defaultdict(_KeyCounts)
+        tags: Counter[str] = Counter()
+        rows: list[dict[str, Any]] = []
+        ips: list[str | None] = []
+        dedup_rows: list[tuple[str, str, datetime, str]] = []
+        links: dict[tuple[str, str], datetime] = {}
+        bad_rows: list[tuple[Any, ...]] = []
+        replay_ids = [r["bad_id"] for r in recs if r["t"] == "r"]
+        mids = sorted({r["id"] for r in recs if r["t"] in ("e", "r")})
+        con.execute("BEGIN TRANSACTION")
+        try:
+            live_bad: set[str] = set()
+            if replay_ids:
+                con.register("_replay_ids", pa.table({"bad_id": pa.array(replay_ids, pa.string())}))
+                live_bad = {r[0] for r in con.execute(
+                    "SELECT bad_id FROM events_bad WHERE bad_id IN (SELECT bad_id FROM _replay_ids)").fetchall()}
+                con.unregister("_replay_ids")
+            seen: dict[str, dict[str, str]] = defaultdict(dict)
+            if mids:
+                con.register("_mids", pa.table({"message_id": pa.array(mids, pa.string())}))
+                for mid, h, eid in con.execute(
+                        "SELECT d.message_id, d.payload_hash, d.event_id FROM event_dedup d "
+                        "JOIN _mids USING (message_id) WHERE d.first_seen >= ?", [now - self.window]).fetchall():
+                    seen[mid][h] = eid
+                con.unregister("_mids")
+            for r in recs:
+                name = r["k"]
+                c = counts[name]
+                if r["t"] == "b":
+                    c.received += 1
+                    c.bad += 1
+                    tags[name] += 1
+                    bad_rows.append((r.get("bad_id") or uuid.uuid4().hex, _local(r["at"], self.tz), name,
+                                     r.get("kind"), r.get("raw"), r.get("err"), r.get("vv")))
+                    continue
+                if r["t"] == "r":
+                    if r["bad_id"] not in live_bad:
+                        continue  # replayed already
+                    live_bad.discard(r["bad_id"])
+                    c.bad -= 1
+                    c.replayed += 1
+                else:
+                    c.received += 1
+                    tags[name] += 1
+                mid, h = r["id"], r["h"]
+                known = seen[mid]
+                if h in known:
+                    c.duplicates += 1
+                    continue
+                collision = bool(known)
+                eid = f"{mid}~{h[:12]}" if collision else mid
+                try:
+                    row, ip = to_row(r, eid, collision, self.tz, key, load_id)
+                except Exception as e:  # noqa: BLE001 — a record the mapping cannot handle becomes a bad row
+                    c.bad += 1
+                    bad_rows.append((uuid.uuid4().hex, _local(r["at"], self.tz), name, r["m"].get("type"),
+                                     json.dumps(r["m"], ensure_ascii=False), f"mapping failed: {e!r}", r.get("vv")))
+                    continue
+                known[h] = eid
+                c.stored += 1
+                c.collisions += collision
+                dedup_rows.append((mid, h, now, eid))
+                rows.append(row)
+                ips.append(ip)
+                if r["m"].get("type") == "identify" and row["user_id"] and row["anonymous_id"]:
+                    k2 = (row["anonymous_id"], row["user_id"])
+                    links[k2] = min(links.get(k2, row["event_time"]), row["event_time"])
+            if rows:
+                from custlens.privacy.transforms import protect_values  # noqa: PLC0415
+
+                disp, pseudo, enc = protect_values(ips, "ip", key)
+                cols = {c: [r.get(c) for r in rows] for c in EVENT_COLUMNS if c not in ("ip", "ip_pseudo", "ip_enc")}
+                cols.update({"ip": disp, "ip_pseudo": pseudo, "ip_enc": enc})
+                tbl = pa.table({c: pa.array(cols[c], EVENT_SCHEMA.field(c).type) for c in EVENT_COLUMNS})
+                con.register("_ev", tbl)
+                con.execute("INSERT INTO events BY NAME SELECT * FROM _ev")
+                con.unregister("_ev")
+                con.register("_dd", pa.table({
+                    "message_id": pa.array([d[0] for d in dedup_rows], pa.string()),
+                    "payload_hash": pa.array([d[1] for d in dedup_rows], pa.string()),
+                    "first_seen": pa.array([d[2] for d in dedup_rows], pa.timestamp("us")),
+                    "event_id": pa.array([d[3] for d in dedup_rows], pa.string())}))
+                con.execute("INSERT INTO event_dedup SELECT message_id, payload_hash, first_seen, event_id FROM _dd")
+                con.unregister("_dd")
+            if links:
+                ks = list(links)
+                con.register("_ln", pa.table({
+                    "anonymous_id": pa.array([k[0] for k in ks], pa.string()),
+                    "user_id": pa.array([k[1] for k in ks], pa.string()),
+                    "first_seen": pa.array([links[k] for k in ks], pa.timestamp("us"))}))
+                con.execute("INSERT INTO identity_links SELECT l.anonymous_id, l.user_id, l.first_seen, 'identify' "
+                            "FROM _ln l WHERE NOT EXISTS (SELECT 1 FROM identity_links i WHERE "
+                            "i.anonymous_id = l.anonymous_id AND i.user_id = l.user_id)")
+                con.execute("UPDATE identity_links SET first_seen = l.first_seen FROM _ln l WHERE "
+                            "identity_links.anonymous_id = l.anonymous_id AND identity_links.user_id = l.user_id "
+                            "AND l.first_seen < identity_links.first_seen")
+                con.unregister("_ln")
+            if bad_rows:
+                con.executemany("INSERT INTO events_bad VALUES (?, ?, ?, ?, ?, ?, ?)", bad_rows)
+            used = [b for b in replay_ids if b not in live_bad]
+            if used:
+                con.executemany("DELETE FROM events_bad WHERE bad_id = ?", [[b] for b in set(used)])
+            for name, c in counts.items():
+                con.execute("INSERT INTO collect_stats SELECT ?, 0, 0, 0, 0, 0, 0, now() WHERE NOT EXISTS "
+                            "(SELECT 1 FROM collect_stats WHERE write_key_name = ?)", [name, name])
+                con.execute("UPDATE collect_stats SET received = received + ?, stored = stored + ?, "
+                            "duplicates = duplicates + ?, collisions = collisions + ?, bad = bad + ?, "
+                            "replayed = replayed + ?, updated_at = now() WHERE write_key_name = ?",
+                            [c.received, c.stored, c.duplicates, c.collisions, c.bad, c.replayed, name])
+            con.execute("UPDATE collect_offset SET committed = ?, updated_at = now() WHERE name = 'spool'", [end])
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        with self.spool.acct_lock:
+            con.execute("COMMIT")
+            self.spool.mark_committed(end, tags)
+
+
+def _local(epoch: float, tz: str) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Accounting and identity
+# ----------------------------------------------------------------------------------------------
+
+STAT_FIELDS = ("received", "stored", "duplicates", "collisions", "bad", "replayed")
+
+
+def stats(con: duckdb.DuckDBPyConnection, spool: Spool, key_name: str | None = None) -> dict[str, Any]:
+    """Per write key: received = stored + duplicates + bad + in_spool (collisions ⊂ stored)."""
+    with spool.acct_lock:
+        rows = con.execute("SELECT write_key_name, received, stored, duplicates, collisions, bad, replayed "
+                           "FROM collect_stats ORDER BY write_key_name").fetchall()
+        pending = dict(spool.pending)
+        pending_bytes = spool.durable_end - spool.committed
+        committed = spool.committed
+    keys: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        keys[r[0]] = dict(zip(STAT_FIELDS, (int(x) for x in r[1:]), strict=True))
+    for name, n in pending.items():
+        keys.setdefault(name, dict.fromkeys(STAT_FIELDS, 0))
+        keys[name]["received"] += n
+    for name, d in keys.items():
+        d["in_spool"] = int(pending.get(name, 0))
+        d["balanced"] = d["received"] == d["stored"] + d["duplicates"] + d["bad"] + d["in_spool"]
+    if key_name is not None:
+        keys = {key_name: keys.get(key_name, {**dict.fromkeys(STAT_FIELDS, 0), "in_spool": 0, "balanced": True})}
+    return {"keys": keys, "spool": {"pending_bytes": pending_bytes, "limit_bytes": spool.limit_bytes,
+                                    "committed_offset": committed, "torn_bytes_cut": spool.torn_bytes,
+                                    "lost_bytes": spool.lost_bytes}}
+
+
+def resolve_anonymous(ws: Workspace) -> int:
+    """Fill events.user_id where NULL from identity_links; returns the number of events updated.
+
+    An anonymous id linked to several users takes the latest link made at or before the event, else
+    the earliest link (events before the first identify). Filled rows get the `_flags` value user_from_identify.
+    """
+    con = ws.duck
+    ensure_collect_tables(con)
+    n = con.execute("""
+        UPDATE events SET user_id = c.user_id,
+               _flags = CASE WHEN events._flags IS NULL OR events._flags = '' THEN 'user_from_identify'
+                             ELSE events._flags || ',user_from_identify' END
+        FROM (
+            SELECT event_id, user_id FROM (
+                SELECT e.event_id, l.user_id, row_number() OVER (
+                    PARTITION BY e.event_id
+                    ORDER BY (l.first_seen <= e.event_time) DESC,
+                             CASE WHEN l.first_seen <= e.event_time THEN epoch(l.first_seen)
+                                  ELSE -epoch(l.first_seen) END DESC) AS rn
+                FROM events e JOIN identity_links l ON e.anonymous_id = l.anonymous_id
+                WHERE e.user_id IS NULL) WHERE rn = 1
+        ) c
+        WHERE events.event_id = c.event_id AND events.user_id IS NULL
+        RETURNING 1""").fetchall()
+    return len(n)
