@@ -241,9 +241,21 @@ def _prepare_events(ws: Workspace, steps: list[FunnelStep], exclusions: list[tup
     return ev.select("unit", "person", "bval", *flags, *xflags, seq=seq, ts=seconds(ev.event_time))
 
 
-def _ordered_attempts(ev: ir.Table, n: int, win: float) -> ir.Table:
+def _ordered_attempts(ev: ir.Table, n: int, win: float, prune: bool = True) -> ir.Table:
     """One row per step-1 event: the greedy chain of later step events within the window."""
-    att = ev.filter(ev.m1).select("unit", aseq=ev.seq, a_ts=ev.ts, s1=ev.seq, t1=ev.ts)
+    if prune:
+        # A step-1 event followed by another step-1 event before any step-2 event is superseded (the
+        # latest step-1 event anchors the attempt); the unit's first step-1 event is kept because it
+        # is the attempt of people who never get past step 1. Not used with exclusions, where an
+        # earlier clean attempt can still matter.
+        rel = ev.filter(ev.m1 | ev.m2)
+        wr = ibis.window(group_by=rel.unit, order_by=rel.seq)
+        rel = rel.mutate(_nxt_only1=(rel.m1 & ~rel.m2).lead().over(wr),
+                         _first1=rel.seq.min(where=rel.m1).over(ibis.window(group_by=rel.unit)))
+        anchors = rel.filter(rel.m1 & (rel._nxt_only1.isnull() | ~rel._nxt_only1 | (rel.seq == rel._first1)))
+    else:
+        anchors = ev.filter(ev.m1)
+    att = anchors.select("unit", aseq=anchors.seq, a_ts=anchors.ts, s1=anchors.seq, t1=anchors.ts)
     for k in range(2, n + 1):
         key = att[f"s{k - 1}"].coalesce(ibis.literal(_BIG_INT, "int64"))
         evk = ev.filter(ev[f"m{k}"])
@@ -393,7 +405,7 @@ def _run(ws: Workspace, steps: list[FunnelStep], order: str, win: float, exclusi
     elif order == "unordered":
         att = _unordered_attempts(ev, n, win)
     else:
-        att = _ordered_attempts(ev, n, win)
+        att = _ordered_attempts(ev, n, win, prune=not exclusions)
     if exclusions:
         att = _mark_exclusions(att, ev, exclusions, win)
     else:
