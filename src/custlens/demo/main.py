@@ -90,8 +90,11 @@ def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, see
     except ImportError:
         build_profile = None
     if build_profile is not None:
+        from custlens.profile.tags import build_tags
+
         say(t("demo.step.profile", lang))
         build_profile(ws)
+        build_tags(ws)
         t0 = lap("profile", t0)
 
     say(t("demo.step.report", lang))

@@ -94,7 +94,7 @@ def collect(ws: Workspace) -> dict[str, Any]:
         for c in schema.pii_columns:
             n = int(tb[f"{c.name}_pseudo"].count().execute())
             if n:
-                ex = tb.filter(tb[c.name].notnull())[c.name].limit(1).execute()
+                ex = tb.filter(tb[c.name].notnull()).select(c.name).limit(1).execute()[c.name]
                 data["pii"].append({"table": name, "column": c.name, "kind": c.pii, "n": n,
                                     "example": ex.iloc[0] if len(ex) else ""})
     # KPIs
