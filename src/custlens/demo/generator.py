@@ -29,6 +29,9 @@ AS_OF = "2024-12-31"
 NDAYS = 731  # 2023-01-01 .. 2024-12-31
 EPOCH0 = int(START.astype("datetime64[s]").astype(np.int64))
 DAY = 86400
+# "Future" dirt must be impossible whenever the data is loaded, so it lies far beyond any real clock
+# (the data itself is dated 2023–2024, and a load in 2026 must still see these as future).
+FUTURE0 = int(np.datetime64("2099-01-01", "s").astype(np.int64))
 XLSX_MAX_ROWS = 1_000_000
 EVENT_CHUNK = 50_000  # customers per events chunk
 
@@ -809,7 +812,7 @@ def _write_orders(out: Path, rng: np.random.Generator, b: dict[str, Any], o: pd.
         out50, neg, fut = picks[:k1], picks[k1:k1 + k2], picks[k1 + k2:]
         df.loc[out50, "amount"] = [f"{x * 50:.2f}" for x in amount[out50]]
         df.loc[neg, "amount"] = [f"{-x:.2f}" for x in amount[neg]]
-        df.loc[fut, "time"] = _fmt_ts(EPOCH0 + (NDAYS + rng.integers(30, 400, len(fut))) * DAY
+        df.loc[fut, "time"] = _fmt_ts(FUTURE0 + rng.integers(30, 400, len(fut)) * DAY
                                       + o["ts"].to_numpy()[fut] % DAY)
         rest = np.setdiff1d(np.arange(n), picks)
         yuan = rng.choice(rest, size=_count(DIRT["orders_yuan"], n), replace=False)
@@ -1105,7 +1108,7 @@ def _write_events(out: Path, rng: np.random.Generator, b: dict[str, Any], fmt: s
             ets_o = ets_o.copy()
             dur_o[pk[:k_o]] = 100000
             fut = pk[k_o:k_o + k_f]
-            ets_o[fut] = EPOCH0 + (NDAYS + rng.integers(30, 400, len(fut))) * DAY + ets_o[fut] % DAY
+            ets_o[fut] = FUTURE0 + rng.integers(30, 400, len(fut)) * DAY + ets_o[fut] % DAY
             dur_o[pk[k_o + k_f:]] = -1
             d["duration_outlier_100000s"] += k_o
             d["future_time"] += k_f
