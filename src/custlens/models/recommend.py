@@ -663,7 +663,7 @@ def register_cli(model_app: typer.Typer) -> None:
         from custlens.cli import emit, err, open_ws, print_frame  # noqa: PLC0415
 
         do_write = write and not user
-        with open_ws(read_only=not (do_write or evaluate)) as ws:
+        with open_ws() as ws:  # read-write: open_ws creates the security tables on first use
             res = recommend(ws, users=user or None, n=n, similarity=similarity, min_co=min_co, source=source,
                             evaluate=evaluate, split=split, segment_level=segment_level, by=by, write=do_write)
         if fmt is Format.json:

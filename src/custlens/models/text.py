@@ -629,7 +629,7 @@ def register_cli(model_app: typer.Typer) -> None:
         """Sentiment, keywords and complaint themes of ticket or review texts (zh and en)."""
         from custlens.cli import emit, err, open_ws, print_frame  # noqa: PLC0415
 
-        with open_ws(read_only=not write) as ws:
+        with open_ws() as ws:  # read-write: open_ws creates the security tables on first use
             res = analyze_text(ws, source=source, by=by, top=top, lang=lang, write=write)
         if fmt is Format.json:
             emit(res.to_dict(), fmt)
