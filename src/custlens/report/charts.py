@@ -34,22 +34,57 @@ def _config(chart: alt.Chart | alt.LayerChart, width: int = 560, height: int = 2
 
 def spec(chart: Any) -> dict[str, Any]:
     """The Vega-Lite dict of an Altair chart (JSON-safe)."""
-    return json.loads(chart.to_json())
+    return json.loads(chart.to_json(default=str))
 
 
 def line(df: pd.DataFrame, x: str, y: str, *, color: str | None = None, title: str = "", x_title: str = "",
          y_title: str = "", y_format: str = ",.0f", temporal: bool = True, width: int = 560,
-         height: int = 260) -> dict[str, Any]:
-    """Trend line (optionally one line per colour group)."""
+         height: int = 260, lang: str = "en", monthly: bool = False) -> dict[str, Any]:
+    """Trend line (optionally one line per colour group); monthly data gets month ticks."""
+    xtype = "T" if temporal else "O"
+    axis = alt.Axis(format="%Y-%m" if lang != "zh" else "%Y年%-m月", tickCount="month", labelAngle=-40) \
+        if (temporal and monthly) else alt.Axis()
     enc: dict[str, Any] = {
-        "x": alt.X(f"{x}:{'T' if temporal else 'O'}", title=x_title),
+        "x": alt.X(f"{x}:{xtype}", title=x_title, axis=axis),
         "y": alt.Y(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
-        "tooltip": [alt.Tooltip(f"{x}:{'T' if temporal else 'O'}"), alt.Tooltip(f"{y}:Q", format=y_format)],
+        "tooltip": [alt.Tooltip(f"{x}:{xtype}", format="%Y-%m") if (temporal and monthly) else
+                    alt.Tooltip(f"{x}:{xtype}"), alt.Tooltip(f"{y}:Q", format=y_format)],
     }
     if color:
         enc["color"] = alt.Color(f"{color}:N", title="")
         enc["tooltip"].append(alt.Tooltip(f"{color}:N"))
     ch = alt.Chart(df, title=title).mark_line(point=True, strokeWidth=2).encode(**enc)
+    return spec(_config(ch, width, height))
+
+
+def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, *, title: str = "", x_title: str = "",
+                y_title: str = "", y_format: str = ",.0f", width: int = 560, height: int = 240, lang: str = "en",
+                horizontal: bool = False) -> dict[str, Any]:
+    """Bars of `y` per category `x`, side by side per `group` (xOffset / yOffset)."""
+    cat = alt.Y if horizontal else alt.X
+    val = alt.X if horizontal else alt.Y
+    enc: dict[str, Any] = {
+        ("y" if horizontal else "x"): cat(f"{x}:N", title=x_title, sort=None, axis=alt.Axis(labelLimit=260,
+                                                                                         labelAngle=0)),
+        ("x" if horizontal else "y"): val(f"{y}:Q", title=y_title, axis=alt.Axis(format=y_format)),
+        ("yOffset" if horizontal else "xOffset"): alt.XOffset(f"{group}:N") if not horizontal
+        else alt.YOffset(f"{group}:N"),
+        "color": alt.Color(f"{group}:N", title=""),
+        "tooltip": [alt.Tooltip(f"{x}:N"), alt.Tooltip(f"{group}:N"), alt.Tooltip(f"{y}:Q", format=y_format)],
+    }
+    ch = alt.Chart(df, title=title).mark_bar().encode(**enc)
+    return spec(_config(ch, width, height))
+
+
+def treemap_bars(df: pd.DataFrame, category: str, size: str, share: str, *, title: str = "", width: int = 560,
+                 height: int = 260) -> dict[str, Any]:
+    """Segment sizes as horizontal bars coloured by value share (a print-friendly treemap stand-in)."""
+    ch = alt.Chart(df, title=title).mark_bar().encode(
+        y=alt.Y(f"{category}:N", sort="-x", title="", axis=alt.Axis(labelLimit=200)),
+        x=alt.X(f"{size}:Q", title="", axis=alt.Axis(format=",.0f")),
+        color=alt.Color(f"{share}:Q", scale=alt.Scale(scheme="blues"), title="", legend=alt.Legend(format=".0%")),
+        tooltip=[alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{size}:Q", format=",.0f"),
+                 alt.Tooltip(f"{share}:Q", format=".1%")])
     return spec(_config(ch, width, height))
 
 
@@ -124,11 +159,16 @@ def histogram(df: pd.DataFrame, value: str, *, title: str = "", x_title: str = "
 
 
 # ----- rendering -----
-def to_svg(vl_spec: dict[str, Any]) -> str:
-    """Static SVG (for PDF and e-mail), rendered without a browser; CJK via system fonts."""
+def to_svg(vl_spec: dict[str, Any], lang: str = "en") -> str:
+    """Static SVG (for PDF and e-mail), rendered without a browser; CJK via system fonts and zh-CN locale."""
     import vl_convert as vlc  # noqa: PLC0415
 
     _fonts()
+    if lang == "zh":
+        try:
+            return vlc.vegalite_to_svg(vl_spec, format_locale="zh-CN", time_format_locale="zh-CN")
+        except (TypeError, ValueError):
+            pass
     return vlc.vegalite_to_svg(vl_spec)
 
 

@@ -78,5 +78,5 @@ class ChartSlot:
             return ""
         self.n += 1
         if self.static:
-            return f'<div class="chart">{charts.to_svg(vl_spec)}</div>'
+            return f'<div class="chart">{charts.to_svg(vl_spec, self.lang)}</div>'
         return charts.embed_html(f"chart{self.n}", vl_spec)
