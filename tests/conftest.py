@@ -34,3 +34,14 @@ def insert_rows(ws, table: str, rows: list[dict]) -> None:
         ws.duck.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _rows')
     finally:
         ws.duck.unregister("_rows")
+
+
+@pytest.fixture(scope="session")
+def demo_ws(tmp_path_factory):
+    """ONE generated workspace per test session (3,000 customers: ingested, cleaned, profiled, tagged).
+
+    Tests must treat it as read-only; open it with custlens.open(demo_ws.workspace) and close it.
+    """
+    from custlens.demo.main import build_workspace
+
+    return build_workspace(tmp_path_factory.mktemp("demo") / "ws", customers=3000, seed=7, lang="zh")

@@ -17,6 +17,7 @@ register_messages({
     "demo.step.ingest": {"zh": "导入 {file} → {table}", "en": "Ingesting {file} → {table}"},
     "demo.step.clean": {"zh": "清洗数据并度量质量", "en": "Cleaning and measuring quality"},
     "demo.step.profile": {"zh": "构建客户 360 画像", "en": "Building the customer 360 profile"},
+    "demo.step.models": {"zh": "拟合模型（CLV、流失、风险）并写入画像", "en": "Fitting models (CLV, churn, risk) into the profile"},
     "demo.step.report": {"zh": "生成报告", "en": "Writing the report"},
     "demo.done": {"zh": "完成，用时 {s:.1f} 秒。", "en": "Done in {s:.1f} s."},
     "demo.where.ws": {"zh": "工作区", "en": "Workspace"},
@@ -41,16 +42,15 @@ class DemoResult:
                 "timings_s": {k: round(v, 2) for k, v in self.timings.items()}}
 
 
-def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, seed: int = 42, lang: str = "zh",
-             log: Any = None) -> DemoResult:
-    """Run the whole flow on generated data; re-running reuses the workspace (the ledger skips loaded files)."""
+def build_workspace(path: str | Path = "custlens-demo", *, customers: int = 50_000, seed: int = 42, lang: str = "zh",
+                    log: Any = None, timings: dict[str, float] | None = None) -> DemoResult:
+    """Init, generate, ingest, clean, protect, stitch, profile and tag — everything but the report."""
     from custlens.demo import generate  # noqa: PLC0415
     from custlens.ingest.loader import ingest  # noqa: PLC0415
     from custlens.workspace import init  # noqa: PLC0415
 
     say = log or (lambda msg: None)
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings = timings if timings is not None else {}
 
     def lap(name: str, t0: float) -> float:
         now = time.perf_counter()
@@ -68,7 +68,7 @@ def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, see
     gen = generate(data_dir, customers=customers, seed=seed, lang=lang, fmt="csv")
     t0 = lap("generate", t0)
 
-    result = DemoResult(workspace=root, data_dir=data_dir)
+    result = DemoResult(workspace=root, data_dir=data_dir, timings=timings)
     for entry in gen.manifest:
         f = data_dir / entry["file"]
         say(t("demo.step.ingest", lang, file=entry["file"], table=entry["table"]))
@@ -76,33 +76,50 @@ def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, see
             result.loads.append(rep.to_dict() if hasattr(rep, "to_dict") else dict(rep.__dict__))
     t0 = lap("ingest", t0)
 
-    try:
-        from custlens.clean.pipeline import clean  # noqa: PLC0415
-    except ImportError:
-        clean = None
-    if clean is not None:
-        say(t("demo.step.clean", lang))
-        clean(ws)
-        t0 = lap("clean", t0)
+    from custlens.clean.pipeline import clean  # noqa: PLC0415
+    from custlens.profile.build import build_profile  # noqa: PLC0415
+    from custlens.profile.tags import build_tags  # noqa: PLC0415
 
-    try:
-        from custlens.profile.build import build_profile  # noqa: PLC0415
-    except ImportError:
-        build_profile = None
-    if build_profile is not None:
-        from custlens.profile.tags import build_tags
-
-        say(t("demo.step.profile", lang))
-        build_profile(ws)
-        build_tags(ws)
-        t0 = lap("profile", t0)
-
-    say(t("demo.step.report", lang))
-    result.reports = _write_reports(ws, lang)
-    t0 = lap("report", t0)
-    timings["total"] = time.perf_counter() - started
-    result.timings = timings
+    say(t("demo.step.clean", lang))
+    clean(ws)
+    t0 = lap("clean", t0)
+    say(t("demo.step.profile", lang))
+    build_profile(ws)
+    build_tags(ws)
+    t0 = lap("profile", t0)
+    _score_models(ws, say, lang)
+    t0 = lap("models", t0)
     ws.close()
+    return result
+
+
+def _score_models(ws: Any, say: Any, lang: str) -> None:
+    """Fit the models that write per-customer scores into the profile (those that are installed)."""
+    say(t("demo.step.models", lang))
+    from custlens.profile.build import write_scores  # noqa: PLC0415
+
+    try:
+        from custlens.models.clv import score_clv  # noqa: PLC0415
+    except ImportError:
+        return
+    write_scores(ws, score_clv(ws))
+
+
+def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, seed: int = 42, lang: str = "zh",
+             log: Any = None) -> DemoResult:
+    """Run the whole flow on generated data; re-running reuses the workspace (the ledger skips loaded files)."""
+    from custlens.workspace import open_workspace  # noqa: PLC0415
+
+    say = log or (lambda msg: None)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    result = build_workspace(path, customers=customers, seed=seed, lang=lang, log=log, timings=timings)
+    t0 = time.perf_counter()
+    say(t("demo.step.report", lang))
+    with open_workspace(result.workspace) as ws:
+        result.reports = _write_reports(ws, lang)
+    timings["report"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
     return result
 
 

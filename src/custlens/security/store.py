@@ -23,6 +23,8 @@ DDL = {
 
 
 def ensure(ws: Workspace, *names: str) -> None:
-    """Create the named system tables if absent."""
+    """Create the named system tables if absent (not on a read-only workspace: readers see none)."""
+    if ws.read_only:
+        return
     for n in names or DDL:
         ws.duck.execute(f'CREATE TABLE IF NOT EXISTS "{n}" ({DDL[n]})')
