@@ -86,6 +86,9 @@ def open_ws(read_only: bool = False, identify: bool = True) -> Any:
     if not identify:
         return ws
     has_users = any_users(ws)
+    if has_users and read_only:  # governed reads are audited, which needs a writable warehouse
+        ws.close()
+        ws = open_workspace(state.workspace)
     if state.user:
         if has_users:
             pw = os.environ.get("CUSTLENS_PASSWORD")
