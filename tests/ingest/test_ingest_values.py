@@ -222,3 +222,22 @@ def test_bool_scalar_and_vectorized_agree(texts):
                                        ("yes", "no"), ("真", "假")]))
 def test_bool_round_trip(b, pair):
     assert V.parse_bool(pair[0] if b else pair[1]) is b
+
+
+_strict = st.builds(lambda y, m, d, h, mi, s: f"{y:04d}-{m:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}",
+                    st.integers(1800, 2300), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+                    st.integers(0, 61), st.integers(0, 61))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_strict, min_size=1, max_size=30), st.lists(st.decimals(-10**6, 10**6, places=3).map(str), min_size=1,
+                                                            max_size=30))
+def test_batch_fast_paths_agree_with_full_parsers(texts, nums):
+    import pyarrow as pa
+
+    arr = pa.array(texts, pa.string())
+    assert V.all_match(arr, V.PAT_FAST_TS)
+    assert V.vec_sql(arr, lambda x: V.sql_for("timestamp", arr, x)).to_pylist() == V.vec_timestamp(texts).to_pylist()
+    narr = pa.array(nums, pa.string())
+    fast = V.vec_sql(narr, lambda x: V.sql_for("amount", narr, x)).to_pylist()
+    assert fast == V.vec_amount(nums).to_pylist() == [V.parse_amount(n) for n in nums]

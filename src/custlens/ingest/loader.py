@@ -347,7 +347,7 @@ class _Loader:
         for c in sch.columns:
             if f"s__{c.name}" in cols:
                 x = quote(f"s__{c.name}")
-                expr = self._parse_sql(c.type, x)
+                expr = self._parse_sql(c.type, x, cols[f"s__{c.name}"])
                 inner.append(f"{expr} AS {quote('c__' + c.name)}")
                 typed[c.name] = quote("c__" + c.name)
                 if c.type != "string":
@@ -424,13 +424,11 @@ class _Loader:
     def _err(self, canon: str, col: str) -> str:
         return f"CASE WHEN {quote(col)} IS NOT NULL THEN '{canon}:' || {quote(col)} END"
 
-    def _parse_sql(self, typ: str, x: str) -> str:
-        if typ == "timestamp":
-            return V.sql_timestamp(x, self.tz)
-        if typ == "date":
-            return V.sql_date(x, self.tz)
+    def _parse_sql(self, typ: str, x: str, arr: pa.Array) -> str:
+        if typ in ("timestamp", "date"):
+            return V.sql_for(typ, arr, x, self.tz)
         if typ in ("money", "float"):
-            return V.sql_amount(x)
+            return V.sql_for("amount", arr, x)
         if typ == "int":
             return V.sql_int(x)
         if typ == "json":
