@@ -305,8 +305,8 @@ class Spool:
                 f.seek(pos - segs[i])
                 buf = f.read(min(seg_end - pos, max_bytes))
                 recs, used, need = decode(buf)
-                if not recs and need is not None and need > 0 and pos + need <= seg_end:
-                    f.seek(pos - segs[i])
+                while not recs and need is not None and len(buf) < need <= seg_end - pos:
+                    f.seek(pos - segs[i])  # the first record is larger than max_bytes
                     buf = f.read(need)
                     recs, used, need = decode(buf)
             if not recs:

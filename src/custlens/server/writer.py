@@ -65,6 +65,8 @@ EVENT_SCHEMA = pa.schema([(c, _ARROW[t_]) for c, t_ in EVENT_COLUMNS.items()])
 PII_KEYS = {"email": "email", "phone": "phone", "mobile": "phone", "name": "name", "firstName": "name",
             "first_name": "name", "lastName": "name", "last_name": "name", "address": "address",
             "id_number": "id_number", "idNumber": "id_number", "ip": "ip"}
+# In event properties "name" is a page or product name, not a person's: only contact data is protected there.
+PII_KEYS_PROPS = {k: v for k, v in PII_KEYS.items() if v != "name"}
 
 
 def ensure_collect_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -163,12 +165,12 @@ def _str(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def protect_pii(d: dict[str, Any], key: bytes) -> dict[str, Any]:
+def protect_pii(d: dict[str, Any], key: bytes, keys: dict[str, str] = PII_KEYS) -> dict[str, Any]:
     """Replace personal values under well-known keys by their masked form plus a keyed pseudonym."""
     from custlens.privacy.transforms import mask, pseudonymize  # noqa: PLC0415
 
     out = dict(d)
-    for k, kind in PII_KEYS.items():
+    for k, kind in keys.items():
         v = out.get(k)
         if v is None or isinstance(v, (dict, list)) or v == "":
             continue
@@ -193,7 +195,7 @@ def to_row(rec: dict[str, Any], event_id: str, collision: bool, tz: str, key: by
             for k in ("name", "category"):
                 if m.get(k) is not None:
                     props.setdefault(k, m[k])
-        props = protect_pii(props, key)
+        props = protect_pii(props, key, PII_KEYS_PROPS)
     if isinstance(ctx.get("traits"), dict):
         ctx["traits"] = protect_pii(ctx["traits"], key)
     page = ctx.get("page") if isinstance(ctx.get("page"), dict) else {}
