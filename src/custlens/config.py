@@ -94,6 +94,7 @@ class SecurityConfig(_M):
     approvers_required: int = 1
     custom_roles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     subject_request_days: int = 30
+    bulk_export_rows: int = 1000  # exports of more customer-level rows need a two-person approval
     event_retention_days: int = 0  # 0 = keep forever
 
 

@@ -319,6 +319,26 @@ def reveal(table: str = typer.Argument(..., help="Table, e.g. customers."),
         emit({"rows": df.to_dict("records")}, fmt, frame=df)
 
 
+def export(table: str = typer.Argument(..., help="Table to export."),
+           out: str = typer.Option(None, "--out", help="File (.csv, .xlsx, .parquet); stdout when omitted."),
+           columns: str = typer.Option(None, help="Comma-separated columns (default: all you may see)."),
+           request: str = typer.Option(None, "--request", help="Approved export request for bulk exports."),
+           fmt: Format = typer.Option(Format.csv, "--format")) -> None:
+    """Export a table as you may see it (masked, filtered), within your role's cap; bulk needs approval."""
+    from pathlib import Path as _P
+
+    from custlens.cli import emit, err, open_ws
+    from custlens.security.export import export_table
+
+    with open_ws() as ws:
+        df = export_table(ws, table, columns=[c.strip() for c in columns.split(",")] if columns else None,
+                          request_id=request, out=_P(out) if out else None)
+    if out:
+        err.print(f"{len(df)} rows → {out}")
+    else:
+        emit({"rows": df.to_dict("records")}, fmt, frame=df)
+
+
 @keys_app.command("rotate")
 def keys_rotate(fmt: Format = typer.Option(Format.table, "--format")) -> None:
     """New encryption key; re-encrypt every protected value in batches (reads keep working)."""
@@ -356,3 +376,4 @@ def register(app: typer.Typer) -> None:
     app.command("logout")(logout)
     app.command("reveal")(reveal)
     app.command("retention")(retention)
+    app.command("export")(export)

@@ -63,7 +63,7 @@ def attach_user(ws: Workspace, *, user: str | None = None, token: str | None = N
     else:
         return
     ws.actor = u
-    ws.gov = None if u.is_owner or u.has("admin") else Governance(u)
+    ws.gov = None if u.is_owner else Governance(u)
 
 
 def owner() -> User:
