@@ -10,6 +10,7 @@ described by the churn-rate ratio between the high- and low-risk sides of the fe
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -447,6 +448,7 @@ def attribute_columns(df: pd.DataFrame, label: str, y: pd.Series) -> tuple[list[
     """Customer attributes usable as features, and the excluded ones with the reason (no PII, ids or leakage)."""
     keep, excluded = [], {}
     lab = label.lower()
+    stem = re.sub(r"(_?(flag|label|status|ed|s))$", "", lab)
     known = y.notna()
     for c in df.columns:
         lc = c.lower()
@@ -457,7 +459,7 @@ def attribute_columns(df: pd.DataFrame, label: str, y: pd.Series) -> tuple[list[
             excluded[c] = "meta_or_protected"
         elif c == "user_id" or lc in _PII or lc in ("update_time",):
             excluded[c] = "identifier_or_pii"
-        elif lab in lc or (lc in lab and len(lc) >= 3):
+        elif lab in lc or (len(stem) >= 3 and stem in lc) or (lc in lab and len(lc) >= 3):
             excluded[c] = "derived_from_label_name"
         elif s.notna().sum() == 0 or s.nunique(dropna=True) <= 1:
             excluded[c] = "constant"
