@@ -1,0 +1,1128 @@
+"""The query API under /api/v1 and the operations behind it, shared with the web pages.
+
+One implementation, one governance path: every operation takes a request `Ctx`; reads go through its
+governed workspace view, analyses run inside `aggregating` with small groups suppressed, and each call
+that touches customer-level data writes an audit record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import shutil
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pandas as pd
+
+from custlens.errors import DataError, NotFound, PermissionDenied, ValidationError
+from custlens.i18n import register, t
+from custlens.security.context import require_role
+from custlens.security.policy import effective
+from custlens.server.deps import Ctx, aggregate, suppress_frame, suppress_result
+
+register({
+    "srv.no_analysis": {"zh": "没有名为 {name} 的分析", "en": "no analysis named {name}"},
+    "srv.no_model": {"zh": "没有名为 {name} 的模型（或尚未安装）", "en": "no model named {name} (or not available yet)"},
+    "srv.no_customer": {"zh": "找不到客户 {id}（或您的角色看不到该客户）",
+                        "en": "no customer {id} (or your role cannot see it)"},
+    "srv.no_profile": {"zh": "尚未构建客户画像", "en": "the customer profile has not been built yet"},
+    "srv.auditor_only": {"zh": "审计日志只对 auditor 角色开放", "en": "the audit log is open to the auditor role only"},
+    "srv.export_cap": {"zh": "导出 {n} 个客户超过上限 {cap}，需要审批单", "en": "exporting {n} customers exceeds the cap of "
+                       "{cap}; an approval request is needed"},
+    "srv.no_report": {"zh": "没有报告 {id}（格式 {fmt}）", "en": "no report {id} in format {fmt}"},
+    "srv.no_upload": {"zh": "上传文件 {id} 不存在或已过期", "en": "upload {id} does not exist or has expired"},
+})
+
+ANALYSES = ("rfm", "activity", "kpis", "funnel", "retention", "paths", "channels", "service")
+MODELS = ("clv", "baskets", "churn", "clusters", "anomalies", "recommend", "text")
+PII_REVEALABLE = ("name", "phone", "email")
+_CACHE: dict[Any, tuple[float, Any]] = {}
+_WRITES = {"last": 0.0}  # time of the last write through this server; older cached results are stale
+RESULT_TTL_S = 60.0  # analysis results are reused for a minute (per role set, attributes and parameters)
+
+
+def note_write() -> None:
+    """Called after every write: cached analysis results from before it are no longer used."""
+    _WRITES["last"] = time.time()
+
+
+# ----------------------------------------------------------------------------- JSON
+def jsonable(o: Any) -> Any:
+    """Plain JSON types: NaN → null, dates → ISO strings, numpy scalars → Python, frames → records."""
+    if isinstance(o, dict):
+        return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set)):
+        return [jsonable(v) for v in o]
+    if isinstance(o, pd.DataFrame):
+        return records(o)
+    if isinstance(o, float):
+        return None if math.isnan(o) or math.isinf(o) else o
+    if isinstance(o, (datetime, date, pd.Timestamp)):
+        return None if pd.isna(o) else o.isoformat()
+    if o is pd.NaT:
+        return None
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        try:
+            return jsonable(o.item())
+        except (ValueError, TypeError):
+            return str(o)
+    if isinstance(o, (str, int, bool)) or o is None:
+        return o
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def records(df: pd.DataFrame | None, limit: int | None = None) -> list[dict[str, Any]]:
+    if df is None:
+        return []
+    if limit is not None:
+        df = df.head(limit)
+    return json.loads(df.to_json(orient="records", date_format="iso", force_ascii=False, default_handler=str))
+
+
+# ----------------------------------------------------------------------------- grants
+def require_grant(ctx: Ctx, table: str) -> None:
+    """Refuse unless one of the user's roles is granted `table` (system tables read outside Ibis)."""
+    if ctx.ws.gov is None:
+        return
+    effective(ctx.ws, ctx.user.roles, table, [])
+
+
+def require_auditor(ctx: Ctx) -> None:
+    if not ctx.user.has("auditor"):
+        raise PermissionDenied(t("srv.auditor_only", ctx.lang), fix="ask for the auditor role")
+
+
+# ----------------------------------------------------------------------------- analyses
+def _module_fn(kind: str, name: str) -> Any:
+    pkg = "custlens.analytics" if kind == "analysis" else "custlens.models"
+    try:
+        mod = importlib.import_module(f"{pkg}.{name}")
+    except ModuleNotFoundError:
+        return None
+    return getattr(mod, name, None)
+
+
+def _coerce(value: str, ann: Any, default: Any) -> Any:
+    s = str(ann)
+    if value == "":
+        return None
+    if "bool" in s or isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if ("int" in s and "float" not in s and "str" not in s) or (isinstance(default, int) and "str" not in s
+                                                                  and "float" not in s):
+        try:
+            return int(value)
+        except ValueError:
+            raise ValidationError(f"expected an integer, got {value!r}") from None
+    if "float" in s and "str" not in s:
+        try:
+            return float(value)
+        except ValueError:
+            raise ValidationError(f"expected a number, got {value!r}") from None
+    if ("list" in s or "tuple" in s) and "str" not in s.split("|")[0]:
+        return [x.strip() for x in value.split(",") if x.strip()]
+    return value
+
+
+def call_params(fn: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Keep the query parameters the function accepts, converted to the annotated types."""
+    sig = inspect.signature(fn)
+    out: dict[str, Any] = {}
+    alias = {"from": "date_from", "to": "date_to", "exclude": "exclusions"}
+    for k, v in params.items():
+        k = alias.get(k, k)
+        if k in ("ws", "lang", "format", "chart", "write", "config") or k not in sig.parameters:
+            continue
+        p = sig.parameters[k]
+        if isinstance(v, list):
+            out[k] = v if k in ("steps", "exclusions", "metrics", "users") else v[-1]
+            if isinstance(out[k], list):
+                continue
+            v = out[k]
+        if isinstance(v, str):
+            if k in ("exclusions",):
+                out[k] = [x for x in v.split(",") if x]
+            elif k == "metrics":
+                out[k] = [x.strip() for x in v.split(",") if x.strip()]
+            else:
+                out[k] = _coerce(v, p.annotation, p.default)
+        else:
+            out[k] = v
+    if "lang" in sig.parameters and "lang" not in out:
+        out["lang"] = None
+    return out
+
+
+def run_analysis(ctx: Ctx, name: str, params: dict[str, Any]) -> Any:
+    """Run an analysis as the user: aggregates only, small groups blanked, the read audited."""
+    if name not in ANALYSES:
+        raise NotFound(t("srv.no_analysis", ctx.lang, name=name), fix=f"use one of: {', '.join(ANALYSES)}")
+    fn = _module_fn("analysis", name)
+    if fn is None:
+        raise NotFound(t("srv.no_analysis", ctx.lang, name=name))
+    kw = call_params(fn, params)
+    if "lang" in kw:
+        kw["lang"] = ctx.lang
+    steps = kw.get("steps") if name == "funnel" else None
+    key = ("analysis", str(ctx.ws.root), name, tuple(sorted(ctx.user.roles)),
+           json.dumps(ctx.user.attributes, sort_keys=True, default=str), json.dumps(jsonable(kw), sort_keys=True))
+    hit = _CACHE.get(key)
+    if hit and time.time() - hit[0] < RESULT_TTL_S and hit[0] > _WRITES["last"]:
+        res = hit[1]
+    else:
+        kw.pop("steps", None)
+        with aggregate(ctx):
+            res = fn(ctx.ws, steps, **kw) if name == "funnel" else fn(ctx.ws, **kw)
+        res = suppress_result(ctx, res)
+        _CACHE[key] = (time.time(), res)
+        if len(_CACHE) > 256:
+            for k in sorted(_CACHE, key=lambda k: _CACHE[k][0])[:64]:
+                _CACHE.pop(k, None)
+    ctx.audit(f"analysis.{name}", detail={"params": jsonable({k: v for k, v in kw.items() if k != "lang"})})
+    return res
+
+
+def chart_of(res: Any, lang: str) -> dict[str, Any]:
+    try:
+        sig = inspect.signature(res.chart)
+        spec = res.chart(lang) if "lang" in sig.parameters else res.chart()
+        return spec or {}
+    except Exception:  # noqa: BLE001 — a chart that cannot be drawn must not break the data
+        return {}
+
+
+# ----------------------------------------------------------------------------- models
+def _model_runs(ctx: Ctx, name: str, limit: int = 5) -> list[dict[str, Any]]:
+    if not ctx.ws.has_table("model_runs"):
+        return []
+    mr = ctx.ws.table("model_runs")
+    df = mr.filter(mr.model.startswith(name)).order_by(ibis.desc("created_at")).limit(limit).to_pandas()
+    out = records(df)
+    for r in out:
+        for k in ("params", "metrics"):
+            try:
+                r[k] = json.loads(r[k]) if isinstance(r.get(k), str) else r.get(k)
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def model_latest(ctx: Ctx, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The latest results of a model: its runs and an aggregate view of the scores it wrote."""
+    if name not in MODELS:
+        raise NotFound(t("srv.no_model", ctx.lang, name=name), fix=f"use one of: {', '.join(MODELS)}")
+    fn = _module_fn("model", name)
+    if fn is None:
+        raise NotFound(t("srv.no_model", ctx.lang, name=name))
+    out: dict[str, Any] = {"model": name, "runs": _model_runs(ctx, name)}
+    if name in ("baskets",):
+        kw = call_params(fn, params)
+        with aggregate(ctx):
+            res = fn(ctx.ws, **kw)
+        res = suppress_result(ctx, res)
+        out["result"] = res.to_dict()
+        out["chart"] = chart_of(res, ctx.lang)
+    elif name == "recommend":
+        kw = call_params(fn, params)
+        kw["segment_level"] = True
+        kw.pop("write", None)
+        kw.pop("users", None)
+        with aggregate(ctx):
+            res = fn(ctx.ws, **kw)
+        res = suppress_result(ctx, res)
+        out["result"] = res.to_dict()
+    score_cols = {"clv": ["clv", "p_alive", "expected_purchases_90d"], "churn": ["churn_risk"]}.get(name, [])
+    band = {"churn": "churn_band"}.get(name)
+    if ctx.ws.has_table("customer_profile") and (score_cols or band):
+        with aggregate(ctx):
+            prof = ctx.ws.table("customer_profile")
+            have = [c for c in score_cols if c in prof.columns]
+            if have:
+                agg = prof.aggregate(customers=prof.count(), **{f"{c}_{s}": getattr(prof[c], s)() for c in have
+                                                                for s in ("mean", "median", "max")}).to_pandas()
+                out["scores"] = records(agg)[0]
+            if band and band in prof.columns:
+                b = prof.filter(prof[band].notnull()).group_by(band).aggregate(customers=prof.count()).to_pandas()
+                out["bands"] = records(suppress_frame(ctx, b))
+    if ctx.touched_customer_data():
+        ctx.audit(f"model.read.{name}")
+    return out
+
+
+def model_fit(ctx: Ctx, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Fit a model as admin/analyst and write its scores; serialized with every other writer."""
+    require_role(ctx.ws, "analyst")
+    if name not in MODELS:
+        raise NotFound(t("srv.no_model", ctx.lang, name=name))
+    fn = _module_fn("model", name)
+    if fn is None:
+        raise NotFound(t("srv.no_model", ctx.lang, name=name))
+    kw = call_params(fn, params)
+    if "write" in inspect.signature(fn).parameters:
+        kw["write"] = True
+    with ctx.write():
+        res = fn(ctx.ws, **kw)
+        if name == "clv":
+            from custlens.models.clv import score_clv  # noqa: PLC0415
+            from custlens.profile.build import write_scores  # noqa: PLC0415
+
+            write_scores(ctx.ws, score_clv(ctx.ws, as_of=kw.get("as_of")))
+    res = suppress_result(ctx, res)
+    ctx.audit(f"model.fit.{name}", detail={"params": jsonable(kw)})
+    d = res.to_dict()
+    d["rows"] = d.get("rows", [])[:200]
+    return d
+
+
+# ----------------------------------------------------------------------------- customers
+def _profile(ctx: Ctx) -> Any:
+    if not ctx.ws.has_table("customer_profile"):
+        raise DataError(t("srv.no_profile", ctx.lang), fix="run `custlens profile build`")
+    return ctx.ws.table("customer_profile")
+
+
+LIST_COLUMNS = ("user_id", "name", "phone", "email", "gender", "province", "city", "member_level", "segment8",
+                "status", "order_count", "revenue", "days_since_last_order", "clv", "churn_risk")
+
+
+def search_customers(ctx: Ctx, q: str = "", limit: int = 50) -> dict[str, Any]:
+    """Find customers by id, (masked) phone suffix, tag or segment, as the user may see them."""
+    prof = _profile(ctx)
+    q = (q or "").strip()
+    limit = max(1, min(int(limit), 500))
+    pred = None
+    if q:
+        low = q.lower()
+        if low.startswith("tag:"):
+            pred = _tag_pred(ctx, prof, q[4:].strip())
+        elif low.startswith("segment:"):
+            pred = _seg_pred(prof, q[8:].strip())
+        else:
+            parts = [prof.user_id == q, prof.user_id.startswith(q)]
+            if "phone" in prof.columns and q.replace("*", "").isdigit():
+                parts.append(prof.phone.cast("string").endswith(q.replace("*", "")))
+            if "email" in prof.columns and "@" in q:
+                parts.append(prof.email.cast("string").lower().contains(low))
+            seg = _seg_pred(prof, q)
+            if seg is not None:
+                parts.append(seg)
+            tag = _tag_pred(ctx, prof, q, strict=False)
+            if tag is not None:
+                parts.append(tag)
+            pred = parts[0]
+            for p in parts[1:]:
+                pred = pred | p.fill_null(False)
+    sel = prof if pred is None else prof.filter(pred)
+    cols = [c for c in LIST_COLUMNS if c in sel.columns]
+    order = [ibis.desc("revenue")] if "revenue" in cols else ["user_id"]
+    df = sel.select(*cols).order_by(order).limit(limit).to_pandas()
+    total = int(sel.count().to_pandas()) if q else None
+    ctx.audit("customer.search", detail={"q_len": len(q), "rows": len(df)}, n_customers=len(df))
+    return {"q": q, "total": total, "rows": records(df), "columns": cols}
+
+
+def _seg_pred(prof: Any, v: str) -> Any:
+    from custlens.analytics.rfm import resolve_segment  # noqa: PLC0415
+
+    hit = resolve_segment(v) if v else None
+    if hit is None:
+        preds = [prof[c] == v for c in ("status", "member_level") if c in prof.columns]
+        if not preds:
+            return None
+        out = preds[0]
+        for p in preds[1:]:
+            out = out | p
+        return out.fill_null(False)
+    scheme, key = hit
+    col = f"segment{scheme}"
+    return (prof[col] == key).fill_null(False) if col in prof.columns else None
+
+
+def _tag_pred(ctx: Ctx, prof: Any, v: str, strict: bool = True) -> Any:
+    if not ctx.ws.has_table("customer_tags") or not v:
+        return None
+    tg = ctx.ws.table("customer_tags")
+    name, _, value = v.partition("=")
+    cond = tg.tag_name == name.strip()
+    if value:
+        cond = cond & (tg.tag_value == value.strip())
+    elif not strict:
+        cond = cond | (tg.tag_value == v)
+    return prof.user_id.isin(tg.filter(cond).user_id)
+
+
+def _medians(ctx: Ctx, cols: list[str]) -> dict[str, float | None]:
+    """Population medians for churn signals (cached per role set for a minute)."""
+    key = ("medians", tuple(sorted(ctx.user.roles)), tuple(cols), str(ctx.ws.root))
+    hit = _CACHE.get(key)
+    if hit and time.time() - hit[0] < 60:
+        return hit[1]
+    with aggregate(ctx):
+        prof = ctx.ws.table("customer_profile")
+        row = prof.aggregate(**{c: prof[c].cast("float64").median() for c in cols}).to_pandas()
+    out = {c: (None if pd.isna(row[c].iloc[0]) else float(row[c].iloc[0])) for c in cols}
+    _CACHE[key] = (time.time(), out)
+    return out
+
+
+# signals that raise churn risk: (column, direction where higher is riskier)
+CHURN_SIGNALS = (("days_since_last_order", 1), ("days_since_last_activity", 1), ("order_count", -1),
+                 ("active_days_30d", -1), ("avg_satisfaction", -1), ("refund_count", 1), ("service_contacts", 1),
+                 ("revenue", -1))
+
+register({
+    "drv.days_since_last_order": {"zh": "距上次购买天数", "en": "Days since last order"},
+    "drv.days_since_last_activity": {"zh": "距上次活跃天数", "en": "Days since last activity"},
+    "drv.order_count": {"zh": "订单数", "en": "Orders"},
+    "drv.active_days_30d": {"zh": "近30天活跃天数", "en": "Active days (30d)"},
+    "drv.avg_satisfaction": {"zh": "平均满意度", "en": "Average satisfaction"},
+    "drv.refund_count": {"zh": "退款次数", "en": "Refunds"},
+    "drv.service_contacts": {"zh": "客服接触次数", "en": "Service contacts"},
+    "drv.revenue": {"zh": "累计消费", "en": "Revenue"},
+    "drv.riskier": {"zh": "高于风险方向", "en": "riskier than typical"},
+    "drv.safer": {"zh": "低于风险方向", "en": "safer than typical"},
+})
+
+
+def churn_drivers(ctx: Ctx, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The customer's churn signals against the median customer, riskiest first."""
+    cols = [c for c, _ in CHURN_SIGNALS if c in row]
+    if not cols:
+        return []
+    med = _medians(ctx, cols)
+    out = []
+    for c, sign in CHURN_SIGNALS:
+        if c not in row:
+            continue
+        v, m = row.get(c), med.get(c)
+        if v is None or m is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        scale = abs(m) if m else 1.0
+        score = sign * (float(v) - m) / scale
+        out.append({"signal": c, "label": t(f"drv.{c}", ctx.lang), "value": v, "median": m,
+                    "direction": "risk" if score > 0.1 else ("safe" if score < -0.1 else "typical"),
+                    "score": round(score, 3)})
+    return sorted(out, key=lambda d: -d["score"])
+
+
+def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[str, Any]:
+    """One customer as the user may see them: profile, tags, timeline, CLV, churn risk with drivers."""
+    from custlens.security.subjects import subject_pseudo  # noqa: PLC0415
+
+    prof = _profile(ctx)
+    person = user_id
+    if ctx.ws.has_table("identity_map"):
+        im = ctx.ws.table("identity_map")
+        p = im.filter(im.user_id == user_id).select("person_id").limit(1).to_pandas()
+        if len(p):
+            person = str(p.person_id.iloc[0])
+    df = prof.filter(prof.user_id == person).limit(1).to_pandas()
+    if df.empty:
+        ctx.audit("customer.view", target=subject_pseudo(ctx.ws, user_id), n_customers=0, result="not_found")
+        raise NotFound(t("srv.no_customer", ctx.lang, id=user_id))
+    row = records(df)[0]
+    members = [person]
+    if ctx.ws.has_table("identity_map"):
+        im = ctx.ws.table("identity_map")
+        members = [str(x) for x in im.filter(im.person_id == person).user_id.to_pandas().tolist()] or [person]
+    out: dict[str, Any] = {"user_id": person, "requested_id": user_id, "members": members, "profile": row}
+    if ctx.ws.has_table("customer_tags"):
+        tg = ctx.ws.table("customer_tags")
+        out["tags"] = records(tg.filter(tg.user_id.isin(members)).select("tag_group", "tag_name", "tag_value")
+                              .order_by(["tag_group", "tag_name"]).to_pandas())
+    else:
+        out["tags"] = []
+    timeline: list[dict[str, Any]] = []
+    n = max(1, min(int(timeline_limit), 500))
+    for table, tcol, cols in (("orders", "order_time", ("order_id", "amount", "status", "channel")),
+                              ("events", "event_time", ("event", "product_id", "channel", "platform")),
+                              ("tickets", "created_time", ("ticket_id", "category", "channel", "satisfaction")),
+                              ("feedback", "time", ("source", "rating"))):
+        if not ctx.ws.has_table(table):
+            continue
+        try:
+            tb = ctx.ws.table(table)
+        except PermissionDenied:
+            continue
+        keep = [c for c in cols if c in tb.columns]
+        if tcol not in tb.columns:
+            continue
+        part = (tb.filter(tb.user_id.isin(members)).select(tcol, *keep).order_by(ibis.desc(tcol)).limit(n)
+                .to_pandas())
+        for r in records(part):
+            timeline.append({"kind": table, "time": r.pop(tcol), **r})
+    timeline.sort(key=lambda r: r.get("time") or "", reverse=True)
+    out["timeline"] = timeline[: n * 2]
+    out["clv"] = {k: row.get(k) for k in ("clv", "p_alive", "expected_purchases_90d") if k in row}
+    out["churn"] = {"risk": row.get("churn_risk"), "band": row.get("churn_band"), "drivers": churn_drivers(ctx, row)}
+    out["masked_columns"] = masked_columns(ctx)
+    out["revealable"] = [c for c in PII_REVEALABLE if row.get(c) not in (None, "")]
+    ctx.audit("customer.view", target=subject_pseudo(ctx.ws, person), n_customers=1)
+    return out
+
+
+def masked_columns(ctx: Ctx) -> dict[str, str]:
+    """Which customer columns the user sees masked (column → mask), for the unmask button."""
+    if ctx.ws.gov is None:
+        return {}
+    cols = list(ctx.ws.raw_table("customers").columns)
+    eff = effective(ctx.ws, ctx.user.roles, "customers", cols)
+    return {c: m for c, m in eff.columns.items() if c in PII_REVEALABLE and m != "allow"}
+
+
+def unmask_request(ctx: Ctx, user_id: str, columns: list[str], reason: str = "") -> dict[str, Any]:
+    """File a raw_pii approval request for named columns of one customer (another admin approves)."""
+    from custlens.security import approvals  # noqa: PLC0415
+
+    require_role(ctx.ws, "analyst", "service")
+    cols = sorted({c for c in columns if c in PII_REVEALABLE}) or ["phone"]
+    prof = _profile(ctx)
+    if prof.filter(prof.user_id == user_id).count().to_pandas() == 0:
+        raise NotFound(t("srv.no_customer", ctx.lang, id=user_id))
+    payload = {"table": "customers", "columns": cols, "user_ids": [user_id]}
+    with ctx.write():
+        req = approvals.request(ctx.ws, "raw_pii", payload, reason=reason)
+    return req.to_dict()
+
+
+def reveal(ctx: Ctx, user_id: str, request_id: str) -> dict[str, Any]:
+    """The clear values under an approved request — once (the approval is single use)."""
+    from custlens.security import approvals, subjects  # noqa: PLC0415
+
+    with ctx.lock:
+        req = approvals.get(ctx.ws, request_id)
+    cols = list(req.payload.get("columns") or [])
+    if req.payload.get("user_ids") != [user_id]:
+        raise PermissionDenied(t("appr.mismatch", ctx.lang))
+    with ctx.write():
+        df = subjects.reveal(ctx.ws, "customers", cols, [user_id], request_id=request_id)
+    return {"user_id": user_id, "request_id": request_id, "values": records(df)}
+
+
+def my_requests(ctx: Ctx, user_id: str | None = None) -> list[dict[str, Any]]:
+    """Approval requests the user filed (optionally for one customer), newest first."""
+    from custlens.security import approvals  # noqa: PLC0415
+    from custlens.security.store import ensure  # noqa: PLC0415
+
+    with ctx.lock:
+        ensure(ctx.ws, "approvals")
+    rows = ctx.ws.duck.execute("SELECT request_id, kind, status, payload, approved_by, created_at, expires_at FROM "
+                               "approvals WHERE requested_by = ? ORDER BY created_at DESC LIMIT 50",
+                               [ctx.user.username]).fetchall()
+    out = []
+    for r in rows:
+        payload = json.loads(r[3])
+        if user_id and payload.get("user_ids") != [user_id]:
+            continue
+        out.append({"request_id": r[0], "kind": r[1], "status": r[2], "payload": payload, "approved_by": r[4],
+                    "created_at": r[5], "expires_at": r[6]})
+    _ = approvals
+    return jsonable(out)
+
+
+# ----------------------------------------------------------------------------- segments
+def _rule_pred(ctx: Ctx, base: Any, rule: Any) -> Any:
+    from custlens.analytics.compare import segment_predicate  # noqa: PLC0415
+
+    if isinstance(rule, list):
+        rule = {"all": rule}
+    if isinstance(rule, dict) and ("all" in rule or "any" in rule):
+        parts = rule.get("all", rule.get("any"))
+        if not isinstance(parts, list) or not parts:
+            raise ValidationError("'all'/'any' needs a non-empty list of rules", where="rule")
+        preds = [_rule_pred(ctx, base, p) for p in parts]
+        out = preds[0]
+        for p in preds[1:]:
+            out = (out & p) if "all" in rule else (out | p)
+        return out
+    if isinstance(rule, dict) and "tag" in rule:
+        tag = str(rule["tag"]) + (f"={rule['value']}" if rule.get("value") not in (None, "") else "")
+        p = _tag_pred(ctx, base, tag)
+        if p is None:
+            raise DataError("customer tags are not built", fix="run `custlens profile tags build`")
+        return p
+    return segment_predicate(base, rule)
+
+
+def _segment_table(ctx: Ctx, rule: Any) -> tuple[Any, Any]:
+    prof = _profile(ctx)
+    if rule in (None, {}, []):
+        raise ValidationError("a segment rule is needed", where="rule",
+                              fix='e.g. {"all": [{"column": "segment8", "op": "==", "value": "important_value"}, '
+                                  '{"tag": "high_value"}]}')
+    return prof, prof.filter(_rule_pred(ctx, prof, rule))
+
+
+def segment_preview(ctx: Ctx, rule: Any) -> dict[str, Any]:
+    """Live size of a rule-defined segment (aggregate; small sizes are suppressed for governed roles)."""
+    with aggregate(ctx):
+        prof, seg = _segment_table(ctx, rule)
+        n = int(seg.count().to_pandas())
+        total = int(prof.count().to_pandas())
+        extra = {}
+        if "revenue" in seg.columns:
+            extra["revenue"] = jsonable(seg.revenue.sum().to_pandas())
+    k = ctx.ws.config.security.min_group_size
+    suppressed = ctx.ws.gov is not None and 0 < n < k
+    ctx.audit("segment.preview", detail={"rule": jsonable(rule)})
+    return {"size": None if suppressed else n, "total": total, "share": None if suppressed or not total else n / total,
+            "suppressed": suppressed, **({} if suppressed else extra)}
+
+
+def segment_export(ctx: Ctx, rule: Any, request_id: str | None = None, campaign: str = "") -> dict[str, Any]:
+    """Pseudonymous ids of a segment for a campaign: export permission, a cap, approval above the cap."""
+    from custlens.security import approvals  # noqa: PLC0415
+    from custlens.security.policy import export_allowed  # noqa: PLC0415
+    from custlens.security.subjects import subject_pseudo  # noqa: PLC0415
+
+    cap = export_allowed(ctx.ws, ctx.user.roles)
+    _, seg = _segment_table(ctx, rule)
+    ids = [str(x) for x in seg.select("user_id").to_pandas().user_id.tolist()]
+    used = None
+    if cap is not None and len(ids) > cap:
+        payload = {"rule": jsonable(rule), "n": len(ids)}
+        if not request_id:
+            raise PermissionDenied(t("srv.export_cap", ctx.lang, n=len(ids), cap=cap),
+                                   fix=f"file an approval request of kind 'export' with payload {json.dumps(payload)} "
+                                       "and pass its request_id once another admin approved it")
+        with ctx.write():
+            approvals.consume(ctx.ws, request_id, "export", payload)
+        used = request_id
+    pseudo = [subject_pseudo(ctx.ws, u) for u in ids]
+    ctx.audit("segment.export", n_customers=len(ids), detail={"rule": jsonable(rule), "cap": cap, "request": used,
+                                                               "campaign": campaign})
+    return {"n": len(pseudo), "cap": cap, "ids": pseudo, "id_kind": "pseudonym (HMAC-SHA256, keyed)",
+            "campaign": campaign}
+
+
+# ----------------------------------------------------------------------------- reports
+def _report_roles(ctx: Ctx) -> None:
+    require_grant(ctx, "reports")
+
+
+def generate_report(ctx: Ctx, *, role: str = "", lang: str | None = None, period: str = "",
+                    formats: tuple[str, ...] = ("html", "pdf", "xlsx")) -> dict[str, Any]:
+    """Write a report as the user (governed data), by audience role, language and period."""
+    _report_roles(ctx)
+    lang = lang if lang in ("zh", "en") else ctx.lang
+    files: list[Path] = []
+    with aggregate(ctx), ctx.write():
+        try:
+            from custlens.report.build import write_report  # noqa: PLC0415
+        except ImportError:
+            write_report = None
+        if write_report is not None:
+            sig = inspect.signature(write_report).parameters
+            kw: dict[str, Any] = {"lang": lang}
+            if "formats" in sig:
+                kw["formats"] = formats
+            for k, v in (("role", role), ("audience", role), ("period", period)):
+                if k in sig and v:
+                    kw[k] = v
+            res = write_report(ctx.ws, **kw)
+            files = [Path(p) for p in (getattr(res, "files", None) or [])]
+        else:
+            from custlens.report.simple import write  # noqa: PLC0415
+
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            files = [write(ctx.ws, lang, ctx.ws.reports_dir / f"report-{stamp}-{lang}.html")]
+    ctx.audit("report.generate", detail={"role": role, "lang": lang, "period": period,
+                                         "files": [f.name for f in files]})
+    rid = files[0].stem if files else ""
+    return {"id": rid, "files": [f.name for f in files], "lang": lang, "role": role, "period": period}
+
+
+def list_reports(ctx: Ctx) -> list[dict[str, Any]]:
+    """Reports stored in the workspace, grouped by name with their formats."""
+    _report_roles(ctx)
+    d = ctx.ws.reports_dir
+    groups: dict[str, dict[str, Any]] = {}
+    if d.exists():
+        for p in sorted(d.rglob("*")):
+            if not p.is_file() or p.suffix.lower() not in (".html", ".pdf", ".xlsx"):
+                continue
+            rel = p.relative_to(d).with_suffix("")
+            rid = str(rel).replace("/", "~")
+            g = groups.setdefault(rid, {"id": rid, "name": p.stem, "formats": [], "created_at": None, "size": 0})
+            g["formats"].append(p.suffix.lower()[1:])
+            st = p.stat()
+            ts = datetime.fromtimestamp(st.st_mtime).replace(microsecond=0).isoformat()
+            g["created_at"] = max(g["created_at"] or ts, ts)
+            g["size"] += st.st_size
+    return sorted(groups.values(), key=lambda g: g["created_at"] or "", reverse=True)
+
+
+def report_file(ctx: Ctx, rid: str, fmt: str) -> Path:
+    """The file of a report in a format (inside reports/ only)."""
+    _report_roles(ctx)
+    if fmt not in ("html", "pdf", "xlsx"):
+        raise ValidationError(f"unknown format {fmt!r}", fix="use html, pdf or xlsx")
+    base = ctx.ws.reports_dir.resolve()
+    p = (base / (rid.replace("~", "/") + "." + fmt)).resolve()
+    if base not in p.parents or not p.is_file():
+        raise NotFound(t("srv.no_report", ctx.lang, id=rid, fmt=fmt))
+    ctx.audit("report.download", target=rid, detail={"format": fmt})
+    return p
+
+
+# ----------------------------------------------------------------------------- data
+def sources(ctx: Ctx) -> list[dict[str, Any]]:
+    """Canonical tables with row counts the user may see."""
+    from custlens.model.schema import TABLES  # noqa: PLC0415
+
+    out = []
+    with aggregate(ctx):
+        for name in TABLES:
+            if not ctx.ws.has_table(name):
+                continue
+            try:
+                n = int(ctx.ws.table(name).count().to_pandas())
+            except PermissionDenied:
+                continue
+            out.append({"table": name, "rows": n})
+    return out
+
+
+def ledger(ctx: Ctx, limit: int = 200) -> list[dict[str, Any]]:
+    if not ctx.ws.has_table("ingest_ledger"):
+        return []
+    lg = ctx.ws.table("ingest_ledger")
+    cols = [c for c in ("load_id", "source", "table_name", "rows_read", "loaded", "duplicates", "quarantined",
+                        "status", "started_at", "finished_at", "error") if c in lg.columns]
+    return records(lg.select(*cols).order_by(ibis.desc("started_at")).limit(limit).to_pandas())
+
+
+def quarantine(ctx: Ctx, table: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """Quarantined rows with reasons; raw values are stored PII-masked and further masked per role."""
+    if not ctx.ws.has_table("quarantine"):
+        return {"total": 0, "rows": [], "reasons": []}
+    q = ctx.ws.table("quarantine")
+    if table:
+        q = q.filter(q.table_name == table)
+    total = int(q.count().to_pandas())
+    rows = q.order_by([ibis.desc("created_at"), "row"]).limit(max(1, min(limit, 500)), offset=max(0, offset))
+    reasons = q.group_by(["table_name", "column_name"]).aggregate(rows=q.count()).order_by(ibis.desc("rows"))
+    out = {"total": total, "rows": records(rows.to_pandas()), "reasons": records(reasons.limit(50).to_pandas())}
+    ctx.audit("data.quarantine", detail={"table": table, "offset": offset})
+    return out
+
+
+def quality(ctx: Ctx) -> dict[str, Any]:
+    """Quality runs over time (score per table per run)."""
+    require_grant(ctx, "quality_runs")
+    try:
+        from custlens.clean.quality import list_runs  # noqa: PLC0415
+    except ImportError:
+        return {"runs": []}
+    if not ctx.ws.has_table("quality_runs"):
+        return {"runs": []}
+    df = list_runs(ctx.ws)
+    return {"runs": records(df)}
+
+
+UPLOAD_DIR = "uploads"
+
+
+def _upload_path(ctx: Ctx, upload_id: str) -> Path:
+    if not upload_id.isalnum():
+        raise NotFound(t("srv.no_upload", ctx.lang, id=upload_id))
+    d = ctx.ws.root / UPLOAD_DIR / upload_id
+    files = list(d.glob("*")) if d.is_dir() else []
+    if not files:
+        raise NotFound(t("srv.no_upload", ctx.lang, id=upload_id))
+    return files[0]
+
+
+def save_upload(ctx: Ctx, filename: str, fileobj: Any) -> tuple[str, Path]:
+    import secrets  # noqa: PLC0415
+
+    require_role(ctx.ws, "analyst")
+    name = Path(filename or "upload.csv").name
+    if not name or name.startswith("."):
+        name = "upload.csv"
+    uid = secrets.token_hex(8)
+    d = ctx.ws.root / UPLOAD_DIR / uid
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    with p.open("wb") as f:
+        shutil.copyfileobj(fileobj, f)
+    return uid, p
+
+
+def ingest_preview(ctx: Ctx, upload_id: str, path: Path, table: str | None = None,
+                   mapping: dict[str, str] | None = None) -> dict[str, Any]:
+    """Detected encoding, headers → canonical mapping, PII found, and the first rows masked."""
+    from custlens.ingest.mapping import guess_table, map_columns  # noqa: PLC0415
+    from custlens.ingest.readers import detect_encoding, detect_format, read_sample  # noqa: PLC0415
+    from custlens.privacy.scan import scan_frame  # noqa: PLC0415
+    from custlens.privacy.transforms import mask  # noqa: PLC0415
+
+    fmt = detect_format(path)
+    enc = None
+    if fmt == "csv":
+        with path.open("rb") as f:
+            enc = detect_encoding(f.read(65536), str(path))
+    sample = read_sample(path, n=200)
+    headers = [str(h) for h in sample.columns]
+    table = table or guess_table(headers, path.name)
+    mapping_out: dict[str, Any] = {}
+    mapping_error = None
+    if table:
+        try:
+            cm = map_columns(headers, table, mapping=mapping or {}, source=path.name)
+            mapping_out = cm.to_dict()
+        except Exception as e:  # noqa: BLE001 — show the problem in the preview instead of failing
+            mapping_error = getattr(e, "message", str(e))
+    pii = [d.to_dict() for d in scan_frame(sample, sample_rows=200, min_share=ctx.ws.config.privacy.min_match_share)]
+    kinds = {d["header"]: d["kind"] for d in pii}
+    rows = []
+    for rec in sample.head(5).to_dict("records"):
+        rows.append({h: (mask(v, kinds[h]) if h in kinds and v is not None else v) for h, v in rec.items()})
+    return {"upload_id": upload_id, "file": path.name, "format": fmt, "encoding": enc, "headers": headers,
+            "table": table, "mapping": mapping_out, "mapping_error": mapping_error, "pii": pii, "rows": rows}
+
+
+def ingest_run(ctx: Ctx, upload_id: str, table: str | None, mapping: dict[str, str] | None) -> dict[str, Any]:
+    """Load an uploaded file (after its preview) with the ledger's row accounting."""
+    from custlens.ingest.loader import ingest  # noqa: PLC0415
+
+    require_role(ctx.ws, "analyst")
+    path = _upload_path(ctx, upload_id)
+    with ctx.write():
+        reps = ingest(ctx.ws, [path], table or None, mapping=mapping or None)
+    ctx.audit("data.ingest", detail={"file": path.name, "table": table,
+                                     "loads": [r.load_id for r in reps]})
+    return {"loads": [jsonable(r.to_dict()) for r in reps]}
+
+
+# ----------------------------------------------------------------------------- alerts, overview
+def alerts(ctx: Ctx, kres: Any = None) -> list[dict[str, Any]]:
+    """Stored alerts when the alerts table exists, plus KPI drops computed now (MoM beyond the threshold)."""
+    out: list[dict[str, Any]] = []
+    if ctx.ws.has_table("alerts"):
+        try:
+            al = ctx.ws.table("alerts")
+            order = [ibis.desc(c) for c in ("created_at", "time", "ts") if c in al.columns][:1]
+            out += records((al.order_by(order) if order else al).limit(50).to_pandas())
+        except PermissionDenied:
+            pass
+    try:
+        k = kres if kres is not None else run_analysis(ctx, "kpis", {"grain": "month"})
+    except (DataError, PermissionDenied):
+        return out
+    latest = (k.summary or {}).get("latest") or {}
+    rules = ctx.ws.config.alerts or []
+    thresholds = {r.kpi: r.threshold for r in rules if r.kind == "kpi_drop"} or {"gmv": 0.2, "orders": 0.2,
+                                                                                 "paying_customers": 0.2}
+    for metric, thr in thresholds.items():
+        v = latest.get(metric)
+        if v and v.get("pop_rel") is not None and v["pop_rel"] <= -thr:
+            out.append({"kind": "kpi_drop", "metric": metric, "value": v.get("value"), "pop_rel": v["pop_rel"],
+                        "threshold": thr, "period": k.summary.get("latest_period")})
+    return jsonable(out)
+
+
+# ============================================================================= the REST router
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile  # noqa: E402
+from fastapi.responses import FileResponse, JSONResponse  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+from custlens.server.auth import get_ctx, login_user, user_dict  # noqa: E402
+from custlens.server.deps import JSONErrorRoute  # noqa: E402
+
+router = APIRouter(prefix="/api/v1", route_class=JSONErrorRoute)
+
+
+def J(obj: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(jsonable(obj), status_code=status)
+
+
+def _query(request: Request) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in request.query_params:
+        vals = request.query_params.getlist(k)
+        out[k] = vals if len(vals) > 1 else vals[0]
+    return out
+
+
+class LoginIn(BaseModel):
+    username: str
+    password: str
+    days: float = Field(30, gt=0, le=365, description="Token lifetime in days")
+
+
+@router.post("/login", tags=["auth"], summary="Exchange a user name and password for a bearer token")
+def api_login(request: Request, body: LoginIn) -> JSONResponse:
+    from custlens.security import audit  # noqa: PLC0415
+    from custlens.security.users import create_token  # noqa: PLC0415
+
+    try:
+        user, st = login_user(request, body.username, body.password)
+    except PermissionDenied as e:
+        from custlens.server.deps import NotAuthenticated, server_state  # noqa: PLC0415
+
+        st = server_state(request.app)
+        with st.lock:
+            audit.record(st.ws, "auth.login", target=body.username[:64], result="refused", username=body.username[:64])
+        raise NotAuthenticated(e.what) from None
+    with st.lock:
+        tid, token = create_token(st.ws, user.username, days=body.days, note="api login")
+        audit.record(st.ws, "auth.login", target=tid, username=user.username, detail={"via": "api"})
+    return J({"token": token, "token_id": tid, "token_type": "bearer", "user": user_dict(user)})
+
+
+@router.get("/me", tags=["auth"], summary="The acting user")
+def api_me(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(user_dict(ctx.user))
+
+
+@router.get("/analyses/{name}", tags=["analyses"],
+            summary="Run an analysis (rfm, activity, kpis, funnel, retention, paths, channels, service)",
+            description="Query parameters are the analysis' CLI options (e.g. funnel: steps=view,cart,order&window=14d"
+                        "&order=ordered&breakdown=platform; kpis: grain=month&from=2024-01-01). "
+                        "Add chart=1 for the Vega-Lite spec.")
+def api_analysis(name: str, request: Request, chart: bool = Query(False), ctx: Ctx = Depends(get_ctx)
+                 ) -> JSONResponse:
+    res = run_analysis(ctx, name, _query(request))
+    d = res.to_dict()
+    if chart:
+        d["chart"] = chart_of(res, ctx.lang)
+    return J(d)
+
+
+@router.get("/models/{name}", tags=["models"], summary="Latest model results and score summaries")
+def api_model(name: str, request: Request, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(model_latest(ctx, name, _query(request)))
+
+
+@router.post("/models/{name}/fit", tags=["models"], summary="Fit a model and write its scores (admin, analyst)")
+def api_model_fit(name: str, params: dict[str, Any] = Body(default_factory=dict), ctx: Ctx = Depends(get_ctx)
+                  ) -> JSONResponse:
+    return J(model_fit(ctx, name, params))
+
+
+@router.get("/customers", tags=["customers"], summary="Search customers (id, masked phone suffix, tag:, segment:)")
+def api_customers(q: str = "", limit: int = Query(50, ge=1, le=500), ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(search_customers(ctx, q, limit))
+
+
+@router.get("/customers/{user_id}", tags=["customers"], summary="Customer 360: profile, tags, timeline, CLV, churn")
+def api_customer(user_id: str, timeline: int = Query(50, ge=1, le=500), ctx: Ctx = Depends(get_ctx)
+                 ) -> JSONResponse:
+    return J(customer_360(ctx, user_id, timeline_limit=timeline))
+
+
+class UnmaskIn(BaseModel):
+    columns: list[str] = Field(default_factory=lambda: ["phone"])
+    reason: str = ""
+
+
+@router.post("/customers/{user_id}/unmask", tags=["customers"], summary="Request unmasking (raw_pii approval)")
+def api_unmask(user_id: str, body: UnmaskIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(unmask_request(ctx, user_id, body.columns, body.reason), 201)
+
+
+class RevealIn(BaseModel):
+    request_id: str
+
+
+@router.post("/customers/{user_id}/reveal", tags=["customers"],
+             summary="Clear values under an approved request (single use)")
+def api_reveal(user_id: str, body: RevealIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(reveal(ctx, user_id, body.request_id))
+
+
+class SegmentIn(BaseModel):
+    rule: Any = Field(..., description='{"all": [{"column": "segment8", "op": "==", "value": "important_value"}, '
+                                       '{"tag": "high_value"}]}')
+    request_id: str | None = None
+    campaign: str = ""
+
+
+@router.post("/segments/preview", tags=["segments"], summary="Live size of a rule-defined segment")
+def api_segment_preview(body: SegmentIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(segment_preview(ctx, body.rule))
+
+
+@router.post("/segments/export", tags=["segments"],
+             summary="Pseudonymous ids of a segment (export permission and cap; approval above the cap)")
+def api_segment_export(body: SegmentIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(segment_export(ctx, body.rule, body.request_id, body.campaign))
+
+
+class ReportIn(BaseModel):
+    role: str = ""
+    lang: str | None = None
+    period: str = ""
+    formats: list[str] = Field(default_factory=lambda: ["html", "pdf", "xlsx"])
+
+
+@router.post("/reports", tags=["reports"], summary="Generate a report (by audience role, language, period)")
+def api_report_new(body: ReportIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(generate_report(ctx, role=body.role, lang=body.lang, period=body.period,
+                             formats=tuple(body.formats)), 201)
+
+
+@router.get("/reports", tags=["reports"], summary="Stored reports")
+def api_reports(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(list_reports(ctx))
+
+
+@router.get("/reports/{rid}/download", tags=["reports"], summary="Download a report as pdf, xlsx or html")
+def api_report_download(rid: str, format: str = Query("html", pattern="^(pdf|xlsx|html)$"),  # noqa: A002
+                        ctx: Ctx = Depends(get_ctx)) -> FileResponse:
+    p = report_file(ctx, rid, format)
+    media = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[format]
+    return FileResponse(p, media_type=media, filename=p.name)
+
+
+@router.get("/data/sources", tags=["data"], summary="Canonical tables and row counts")
+def api_sources(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(sources(ctx))
+
+
+@router.get("/data/quality", tags=["data"], summary="Quality runs over time")
+def api_quality(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(quality(ctx))
+
+
+@router.get("/data/ledger", tags=["data"], summary="Ingest ledger (read = loaded + duplicates + quarantined)")
+def api_ledger(limit: int = Query(200, ge=1, le=2000), ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(ledger(ctx, limit))
+
+
+@router.get("/data/quarantine", tags=["data"], summary="Quarantined rows with reasons (masked)")
+def api_quarantine(table: str | None = None, limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0),
+                   ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(quarantine(ctx, table, limit, offset))
+
+
+def _mapping_arg(mapping: str | None) -> dict[str, str] | None:
+    if not mapping:
+        return None
+    try:
+        m = json.loads(mapping)
+    except json.JSONDecodeError:
+        raise ValidationError("mapping is not valid JSON", where="mapping",
+                              fix='send {"source header": "canonical column" | "extra:name" | "ignore"}') from None
+    if not isinstance(m, dict):
+        raise ValidationError("mapping must be a JSON object", where="mapping")
+    return {str(k): str(v) for k, v in m.items()}
+
+
+@router.post("/ingest/preview", tags=["data"],
+             summary="Upload a file: detected encoding, header mapping, PII found, first rows masked")
+def api_ingest_preview(file: UploadFile = File(...), table: str | None = Form(None), mapping: str | None = Form(None),
+                       ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    uid, p = save_upload(ctx, file.filename or "upload.csv", file.file)
+    return J(ingest_preview(ctx, uid, p, table or None, _mapping_arg(mapping)))
+
+
+@router.post("/ingest", tags=["data"], summary="Load an uploaded file (upload_id from the preview, or a file)")
+def api_ingest(upload_id: str | None = Form(None), file: UploadFile | None = File(None),
+               table: str | None = Form(None), mapping: str | None = Form(None),
+               ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    if not upload_id:
+        if file is None:
+            raise ValidationError("send upload_id (from /ingest/preview) or a file", where="upload_id")
+        upload_id, _ = save_upload(ctx, file.filename or "upload.csv", file.file)
+    return J(ingest_run(ctx, upload_id, table or None, _mapping_arg(mapping)), 201)
+
+
+@router.get("/alerts", tags=["alerts"], summary="Alerts: stored ones and KPI drops beyond their thresholds")
+def api_alerts(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(alerts(ctx))
+
+
+def list_approvals(ctx: Ctx, status: str | None = None) -> list[dict[str, Any]]:
+    """Admins and auditors see every request; others see their own."""
+    from custlens.security import approvals  # noqa: PLC0415
+
+    with ctx.lock:
+        rows = approvals.list_requests(ctx.ws, status)
+    if not (ctx.user.has("admin") or ctx.user.has("auditor")):
+        rows = [r for r in rows if r["requested_by"] == ctx.user.username]
+    return jsonable(rows)
+
+
+class ApprovalIn(BaseModel):
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+
+
+@router.get("/approvals", tags=["approvals"], summary="Approval requests")
+def api_approvals(status: str | None = None, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(list_approvals(ctx, status))
+
+
+@router.post("/approvals", tags=["approvals"], summary="File an approval request (raw_pii, export, erase …)")
+def api_approval_new(body: ApprovalIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    from custlens.security import approvals  # noqa: PLC0415
+
+    with ctx.write():
+        req = approvals.request(ctx.ws, body.kind, body.payload, reason=body.reason)
+    return J(req.to_dict(), 201)
+
+
+@router.post("/approvals/{request_id}/approve", tags=["approvals"],
+             summary="Approve as an admin other than the requester")
+def api_approve(request_id: str, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    from custlens.security import approvals  # noqa: PLC0415
+
+    with ctx.write():
+        return J(approvals.approve(ctx.ws, request_id).to_dict())
+
+
+@router.post("/approvals/{request_id}/revoke", tags=["approvals"], summary="Revoke (the requester or an admin)")
+def api_revoke(request_id: str, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    from custlens.security import approvals  # noqa: PLC0415
+
+    with ctx.write():
+        return J(approvals.revoke(ctx.ws, request_id).to_dict())
+
+
+def audit_view(ctx: Ctx, user: str | None = None, action: str | None = None, limit: int = 200) -> dict[str, Any]:
+    """Audit records and the chain's verification status (auditor role only)."""
+    from custlens.security import audit  # noqa: PLC0415
+
+    require_auditor(ctx)
+    with ctx.lock:
+        rows = audit.show(ctx.ws, user=user or None, action=action or None, limit=limit)
+        ver = audit.verify(ctx.ws)
+    with ctx.write():
+        audit.record(ctx.ws, "audit.show", detail={"user": user, "action": action, "ok": ver.ok})
+    return {"verification": ver.to_dict(), "records": jsonable(rows)}
+
+
+@router.get("/audit", tags=["audit"], summary="Audit records with the chain verification status (auditor only)")
+def api_audit(user: str | None = None, action: str | None = None, limit: int = Query(200, ge=1, le=5000),
+              ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    return J(audit_view(ctx, user, action, limit))
+
+
+@router.get("/audit/verify", tags=["audit"], summary="Verify the audit chain (auditor only)")
+def api_audit_verify(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    from custlens.security import audit  # noqa: PLC0415
+
+    require_auditor(ctx)
+    with ctx.lock:
+        return J(audit.verify(ctx.ws).to_dict())
+
+
+@router.get("/users", tags=["admin"], summary="Users and roles (admin)")
+def api_users(ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
+    from custlens.security.users import list_users  # noqa: PLC0415
+
+    require_role(ctx.ws, "admin")
+    with ctx.lock:
+        return J(list_users(ctx.ws))

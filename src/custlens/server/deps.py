@@ -1,0 +1,258 @@
+"""Per-request context for the query API and the web pages: the acting user, a governed workspace view,
+the language, the process-wide write lock, and the mapping of user errors onto HTTP statuses.
+
+There is no second path to the data: every handler gets a `Ctx` whose workspace acts as the request's
+user (policies, masking, row filters) and reads through its own DuckDB cursor of the server's one
+connection; writes (audit records, approvals, loads, model fits) go through `ctx.write()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from custlens.errors import (
+    ApprovalRequired,
+    AuditError,
+    CustlensError,
+    DataError,
+    InputError,
+    KeyMaterialError,
+    NotFound,
+    PermissionDenied,
+    WorkspaceError,
+)
+from custlens.i18n import normalize_lang
+from custlens.security.context import Governance, aggregating, suppress_small_groups
+from custlens.security.policy import CUSTOMER_TABLES
+from custlens.security.users import User
+from custlens.workspace import Workspace
+
+LANG_COOKIE = "custlens_lang"
+COUNT_COLUMNS = ("customers", "users", "persons", "n_customers", "members", "size", "cohort_size", "buyers",
+                 "count", "n")
+
+
+class NotAuthenticated(CustlensError):
+    """No valid session or bearer token came with the request (HTTP 401)."""
+
+
+def status_for(e: CustlensError) -> int:
+    """The HTTP status a user error maps onto."""
+    if isinstance(e, NotAuthenticated):
+        return 401
+    if isinstance(e, (PermissionDenied, ApprovalRequired)):
+        return 403
+    if isinstance(e, NotFound):
+        return 404
+    if isinstance(e, InputError):  # ValidationError and MappingError are InputErrors
+        return 422
+    if isinstance(e, DataError):
+        return 409
+    if isinstance(e, (AuditError, KeyMaterialError, WorkspaceError)):
+        return 503
+    return 400
+
+
+def error_json(e: CustlensError) -> JSONResponse:
+    return JSONResponse(status_code=status_for(e), content={**e.to_dict(), "message": e.message},
+                        headers={"WWW-Authenticate": "Bearer"} if isinstance(e, NotAuthenticated) else None)
+
+
+class JSONErrorRoute(APIRoute):
+    """An API route whose CustlensErrors become JSON error responses (routers cannot add app handlers)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except CustlensError as e:
+                return error_json(e)
+
+        return wrapped
+
+
+class RequestWorkspace(Workspace):
+    """A workspace view for one request: its own cursor, the acting user, a cached table list."""
+
+    _tables: list[str] | None = None
+
+    def list_tables(self) -> list[str]:
+        if self._tables is None:
+            self._tables = list(self.con.list_tables())
+        return self._tables
+
+    def forget_tables(self) -> None:
+        self._tables = None
+
+
+@dataclass
+class ServerState:
+    """What the server process holds: the one workspace (connection), the write lock, the session key."""
+
+    ws: Workspace
+    lock: Any
+    session_key: bytes
+
+
+_STATE_LOCK = threading.Lock()
+
+
+def server_state(app: Any) -> ServerState:
+    """The server state, created on first use from the app factory's workspace (app.state.ws)."""
+    st = getattr(app.state, "custlens_server", None)
+    if st is not None:
+        return st
+    with _STATE_LOCK:
+        st = getattr(app.state, "custlens_server", None)
+        if st is not None:
+            return st
+        ws = None
+        for name in ("ws", "workspace"):
+            ws = getattr(app.state, name, None)
+            if isinstance(ws, Workspace):
+                break
+        if not isinstance(ws, Workspace):
+            path = getattr(app.state, "ws_path", None) or getattr(app.state, "workspace_path", None)
+            from custlens.workspace import open_workspace  # noqa: PLC0415
+
+            ws = open_workspace(path)
+            app.state.ws = ws
+        lock = None
+        for name in ("write_lock", "lock", "db_lock"):
+            lock = getattr(app.state, name, None)
+            if lock is not None and hasattr(lock, "acquire"):
+                break
+            lock = None
+        if lock is None:
+            lock = threading.RLock()
+            app.state.write_lock = lock
+        import hashlib  # noqa: PLC0415
+        import hmac  # noqa: PLC0415
+
+        key = hmac.new(ws.key, b"custlens-web-session-v1", hashlib.sha256).digest()
+        st = ServerState(ws=ws, lock=lock, session_key=key)
+        app.state.custlens_server = st
+        return st
+
+
+def new_view(st: ServerState, user: User | None) -> RequestWorkspace:
+    """A per-request workspace acting as `user` (governed unless admin), reading through its own cursor."""
+    import ibis  # noqa: PLC0415
+
+    base = st.ws
+    with st.lock:
+        cur = base.duck.cursor()
+    con = ibis.duckdb.from_connection(cur)
+    view = RequestWorkspace(root=base.root, config=base.config, _con=con, _key=base.key)
+    if user is not None:
+        view.actor = user
+        view.gov = None if (user.is_owner or user.has("admin")) else Governance(user)
+    return view
+
+
+@dataclass
+class Ctx:
+    """Everything a handler needs: the user, the governed workspace view, the language, the write lock."""
+
+    user: User
+    ws: RequestWorkspace
+    lang: str
+    lock: Any
+    request: Request | None = None
+    audited: bool = field(default=False)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[RequestWorkspace]:
+        """Serialize a write (audit, approvals, loads, fits) against every other writer of the warehouse."""
+        try:
+            with self.lock:
+                yield self.ws
+        finally:
+            self.ws.forget_tables()
+            from custlens.server.api import note_write  # noqa: PLC0415
+
+            note_write()
+
+    def accessed(self) -> tuple[list[str], list[str]]:
+        """Tables and columns read through the governed path in this request."""
+        gov = self.ws.gov
+        if gov is None:
+            return [], []
+        tables = sorted(gov.accessed)
+        cols = sorted({f"{t}.{c}" for t, cs in gov.accessed.items() for c in cs})
+        return tables, cols
+
+    def audit(self, action: str, *, target: str = "", tables: list[str] | None = None,
+              n_customers: int | None = None, detail: dict[str, Any] | None = None, result: str = "ok") -> None:
+        """One audit record for this request (tables/columns from the governed reads)."""
+        from custlens.security import audit  # noqa: PLC0415
+
+        acc_t, acc_c = self.accessed()
+        cols = acc_c if len(acc_c) <= 80 else [f"{t}.*" for t in acc_t]
+        with self.write():
+            audit.record(self.ws, action, target=target, tables=sorted(set(acc_t) | set(tables or [])),
+                         columns=cols, n_customers=n_customers, detail=detail, result=result)
+        self.audited = True
+
+    def touched_customer_data(self) -> bool:
+        acc_t, _ = self.accessed()
+        return any(t in CUSTOMER_TABLES for t in acc_t)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.con.con.close()
+
+
+def resolve_lang(request: Request, default: str) -> str:
+    """?lang= wins, then the language cookie, then the workspace default."""
+    q = request.query_params.get("lang")
+    if q in ("zh", "en"):
+        return q
+    c = request.cookies.get(LANG_COOKIE)
+    if c in ("zh", "en"):
+        return c
+    return normalize_lang(default)
+
+
+@contextlib.contextmanager
+def aggregate(ctx: Ctx) -> Iterator[None]:
+    """Run an analysis: aggregates-only roles may read customer-level rows to compute aggregates."""
+    with aggregating(ctx.ws):
+        yield
+
+
+def suppress_result(ctx: Ctx, result: Any) -> Any:
+    """Blank small groups (< min_group_size customers) in every table of a result, for governed users."""
+    import pandas as pd  # noqa: PLC0415
+
+    if ctx.ws.gov is None or not dataclasses.is_dataclass(result):
+        return result
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(result):
+        v = getattr(result, f.name)
+        if isinstance(v, pd.DataFrame):
+            changes[f.name] = suppress_frame(ctx, v)
+        elif isinstance(v, dict) and v and all(isinstance(x, pd.DataFrame) for x in v.values()):
+            changes[f.name] = {k: suppress_frame(ctx, x) for k, x in v.items()}
+    try:
+        return dataclasses.replace(result, **changes) if changes else result
+    except TypeError:
+        return result
+
+
+def suppress_frame(ctx: Ctx, df: Any) -> Any:
+    for c in COUNT_COLUMNS:
+        if c in getattr(df, "columns", ()):
+            return suppress_small_groups(df, c, ctx.ws)
+    return df
