@@ -253,7 +253,7 @@ class _KeyCounts:
 class Writer:
     """Moves durable spool records into the warehouse, one transaction per batch (offset included)."""
 
-    def __init__(self, ws: Workspace, spool: Spool, *, batch_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, ws: Workspace, spool: Spool, *, batch_bytes: int = 1024 * 1024) -> None:
         self.ws = ws
         self.spool = spool
         self.batch_bytes = batch_bytes
