@@ -29,13 +29,24 @@ def include_routers(app: FastAPI) -> list[str]:
     for mod in OPTIONAL_ROUTERS:
         try:
             m = importlib.import_module(mod)
+            app.include_router(m.router)
         except ModuleNotFoundError as e:
             if e.name and mod.startswith(e.name):
                 continue
-            raise
-        app.include_router(m.router)
+            _broken(app, mod, e)
+            continue
+        except Exception as e:  # noqa: BLE001 — a broken optional router must not stop event collection
+            _broken(app, mod, e)
+            continue
         mounted.append(mod)
     return mounted
+
+
+def _broken(app: FastAPI, mod: str, e: Exception) -> None:
+    log.error("server: routes of %s are unavailable: %r", mod, e)
+    broken = getattr(app.state, "broken_routers", {})
+    broken[mod] = repr(e)
+    app.state.broken_routers = broken
 
 
 def create_app(ws_path: str | Path | None = None, *, writer: bool = True) -> FastAPI:
