@@ -16,7 +16,7 @@ import ibis
 import pandas as pd
 
 from custlens.errors import DataError, ValidationError
-from custlens.i18n import register, t
+from custlens.i18n import has, register, t
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -80,7 +80,7 @@ register({
 
 def feature_label(name: str, lang: str | None = None) -> str:
     """The readable name of a feature (or the raw name for attribute columns)."""
-    return t(f"feat.{name}", lang)
+    return t(f"feat.{name}", lang) if has(f"feat.{name}") else name
 
 
 def parse_day(value: Any, where: str = "as_of") -> date | None:
