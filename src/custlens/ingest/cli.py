@@ -16,6 +16,7 @@ register_messages({
     "ingest.cli.already": {"zh": "{source}：相同内容已载入过（{load_id}），跳过",
                            "en": "{source}: the same content was already loaded ({load_id}); skipped"},
     "ingest.cli.title": {"zh": "载入结果", "en": "Load results"},
+    "ingest.cli.mapping": {"zh": "列映射", "en": "Column mapping"},
     "ingest.cli.ledger": {"zh": "载入记录", "en": "Ingest ledger"},
     "ingest.cli.quarantine": {"zh": "隔离的行", "en": "Quarantined rows"},
     "ingest.cli.loading": {"zh": "载入 {source}", "en": "loading {source}"},
@@ -74,13 +75,25 @@ def register(app: typer.Typer) -> None:
             return
         import pandas as pd  # noqa: PLC0415
 
+        from custlens.cli import print_frame  # noqa: PLC0415
+
         frame = pd.DataFrame([{"file": r.source, "table": r.table, "status": r.status, "rows_read": r.rows_read,
-                               "loaded": r.loaded, "duplicates": r.duplicates, "quarantined": r.quarantined,
-                               "mapped": ", ".join(f"{k}→{v}" for k, v in r.mapping.get("mapped", {}).items()),
-                               "extra": ", ".join(r.mapping.get("extra", [])),
-                               "pii": ", ".join(f"{k}:{v}" for k, v in r.mapping.get("pii", {}).items())}
+                               "loaded": r.loaded, "duplicates": r.duplicates, "quarantined": r.quarantined}
                               for r in reports])
         emit(data, fmt, title=t("ingest.cli.title"), frame=frame)
+        cols = []
+        for r in reports:
+            m = r.mapping
+            pii = m.get("pii", {})
+            for src, canon in m.get("mapped", {}).items():
+                cols.append({"file": r.source, "source column": src, "stored as": canon, "pii": pii.get(canon, "")})
+            for src, name in m.get("extra_columns", {}).items():
+                cols.append({"file": r.source, "source column": src, "stored as": f"extra:{name}",
+                             "pii": pii.get(name, "")})
+            for src in m.get("ignored", []):
+                cols.append({"file": r.source, "source column": src, "stored as": "(ignored)", "pii": ""})
+        if cols:
+            print_frame(pd.DataFrame(cols), title=t("ingest.cli.mapping"), max_rows=500)
 
     @app.command("ledger")
     def ledger_cmd(

@@ -226,9 +226,12 @@ def _csv_source(path: Path, name: str, encoding: str | None, batch_rows: int) ->
             pending.append(b)
             n += b.num_rows
             if n >= batch_rows:
-                yield from _rebatch(pending, batch_rows)
-                pending, n = [], 0
-        if pending:
+                tbl = pa.Table.from_batches(pending).combine_chunks()
+                full = (n // batch_rows) * batch_rows
+                yield from tbl.slice(0, full).to_batches(max_chunksize=batch_rows)
+                pending = tbl.slice(full).to_batches()
+                n -= full
+        if n:
             yield from _rebatch(pending, batch_rows)
 
     def pos() -> int:
