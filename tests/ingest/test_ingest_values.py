@@ -126,6 +126,8 @@ def _formats(d: datetime) -> list[tuple[str, datetime]]:
         (d.strftime("%Y%m%d"), day),
         (f"{d.year}年{d.month}月{d.day}日", day),
         (d.strftime("%Y%m%d%H%M%S"), d),
+        (f"{d.day:02d}/{d.month:02d}/{d.year}", day),  # day-first rule reads d/m/y exports right
+        (str((day - datetime(1899, 12, 30)).days), day),  # Excel serial
     ]
 
 
