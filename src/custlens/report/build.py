@@ -292,6 +292,7 @@ def _service_extras(ctx: Context) -> list[str]:
 
     g = suppress_small_groups(g.iloc[::-1].reset_index(drop=True), "customers", ctx.ws)
     g = g.dropna(subset=["customers"])
+    g = g[g["customers"] >= ctx.ws.config.report.min_group_size]  # small groups hidden for every reader
     if g.empty:
         return []
     g = g.rename(columns={"category": ctx.dim("category"), "tickets": ctx.L("rep.count"),
