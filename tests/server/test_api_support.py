@@ -47,7 +47,8 @@ class Server:
         """An HTTP client, logged in through POST /api/v1/login when a user is named."""
         c = httpx.Client(base_url=self.url, timeout=120, trust_env=False)
         if user:
-            r = c.post("/api/v1/login", json={"username": user, "password": PASSWORD})
+            r = httpx.post(self.url + "/api/v1/login", json={"username": user, "password": PASSWORD}, timeout=60,
+                           trust_env=False)
             r.raise_for_status()
             c.headers["Authorization"] = "Bearer " + r.json()["token"]
         return c

@@ -36,6 +36,8 @@ register({
     "srv.export_cap": {"zh": "导出 {n} 个客户超过上限 {cap}，需要审批单", "en": "exporting {n} customers exceeds the cap of "
                        "{cap}; an approval request is needed"},
     "srv.no_report": {"zh": "没有报告 {id}（格式 {fmt}）", "en": "no report {id} in format {fmt}"},
+    "srv.report_role": {"zh": "只能为自己的角色生成报告（{role}）", "en": "you may only write reports for your own "
+                        "role ({role})"},
     "srv.no_upload": {"zh": "上传文件 {id} 不存在或已过期", "en": "upload {id} does not exist or has expired"},
 })
 
@@ -418,21 +420,19 @@ def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[st
     from custlens.security.subjects import subject_pseudo  # noqa: PLC0415
 
     prof = _profile(ctx)
-    person = user_id
+    person, members = user_id, [user_id]
     if ctx.ws.has_table("identity_map"):
         im = ctx.ws.table("identity_map")
-        p = im.filter(im.user_id == user_id).select("person_id").limit(1).to_pandas()
-        if len(p):
-            person = str(p.person_id.iloc[0])
+        mine = im.filter(im.user_id == user_id).select(pid=im.person_id)
+        m = im.join(mine, im.person_id == mine.pid).select("user_id", "person_id").to_pandas()
+        if len(m):
+            person = str(m.person_id.iloc[0])
+            members = sorted({str(x) for x in m.user_id} | {person})
     df = prof.filter(prof.user_id == person).limit(1).to_pandas()
     if df.empty:
         ctx.audit("customer.view", target=subject_pseudo(ctx.ws, user_id), n_customers=0, result="not_found")
         raise NotFound(t("srv.no_customer", ctx.lang, id=user_id))
     row = records(df)[0]
-    members = [person]
-    if ctx.ws.has_table("identity_map"):
-        im = ctx.ws.table("identity_map")
-        members = [str(x) for x in im.filter(im.person_id == person).user_id.to_pandas().tolist()] or [person]
     out: dict[str, Any] = {"user_id": person, "requested_id": user_id, "members": members, "profile": row}
     if ctx.ws.has_table("customer_tags"):
         tg = ctx.ws.table("customer_tags")
@@ -604,14 +604,18 @@ def segment_export(ctx: Ctx, rule: Any, request_id: str | None = None, campaign:
 
 
 # ----------------------------------------------------------------------------- reports
-def _report_roles(ctx: Ctx) -> None:
+def _report_roles(ctx: Ctx, audience: str = "") -> None:
+    """Reports need a grant on `reports`; writing one for another audience role needs admin or analyst."""
     require_grant(ctx, "reports")
+    if audience and audience not in ctx.user.roles and not (ctx.user.has("admin") or ctx.user.has("analyst")):
+        raise PermissionDenied(t("srv.report_role", ctx.lang, role=audience),
+                               fix=f"generate it for your own role ({', '.join(ctx.user.roles)})")
 
 
 def generate_report(ctx: Ctx, *, role: str = "", lang: str | None = None, period: str = "",
                     formats: tuple[str, ...] = ("html", "pdf", "xlsx")) -> dict[str, Any]:
     """Write a report as the user (governed data), by audience role, language and period."""
-    _report_roles(ctx)
+    _report_roles(ctx, role)
     lang = lang if lang in ("zh", "en") else ctx.lang
     files: list[Path] = []
     with aggregate(ctx), ctx.write():
@@ -636,7 +640,8 @@ def generate_report(ctx: Ctx, *, role: str = "", lang: str | None = None, period
             files = [write(ctx.ws, lang, ctx.ws.reports_dir / f"report-{stamp}-{lang}.html")]
     ctx.audit("report.generate", detail={"role": role, "lang": lang, "period": period,
                                          "files": [f.name for f in files]})
-    rid = files[0].stem if files else ""
+    base = ctx.ws.reports_dir.resolve()
+    rid = str(files[0].resolve().relative_to(base).with_suffix("")).replace("/", "~") if files else ""
     return {"id": rid, "files": [f.name for f in files], "lang": lang, "role": role, "period": period}
 
 

@@ -146,6 +146,28 @@ def server_state(app: Any) -> ServerState:
         return st
 
 
+_SCHEMAS: dict[Any, Any] = {}  # table schemas, shared by every request; cleared after each write
+
+
+def forget_schemas() -> None:
+    _SCHEMAS.clear()
+
+
+def _cached_schema(con: Any) -> None:
+    """Reading a table's schema costs ~20 ms in Ibis; cache it process-wide (writes clear the cache)."""
+    orig = con.get_schema
+
+    def get_schema(table_name: str, *, catalog: str | None = None, database: str | None = None) -> Any:
+        key = (table_name, catalog, database)
+        sch = _SCHEMAS.get(key)
+        if sch is None:
+            sch = orig(table_name, catalog=catalog, database=database)
+            _SCHEMAS[key] = sch
+        return sch
+
+    con.get_schema = get_schema
+
+
 def new_view(st: ServerState, user: User | None) -> RequestWorkspace:
     """A per-request workspace acting as `user` (governed unless admin), reading through its own cursor."""
     import ibis  # noqa: PLC0415
@@ -154,6 +176,7 @@ def new_view(st: ServerState, user: User | None) -> RequestWorkspace:
     with st.lock:
         cur = base.duck.cursor()
     con = ibis.duckdb.from_connection(cur)
+    _cached_schema(con)
     view = RequestWorkspace(root=base.root, config=base.config, _con=con, _key=base.key)
     if user is not None:
         view.actor = user
@@ -180,6 +203,7 @@ class Ctx:
                 yield self.ws
         finally:
             self.ws.forget_tables()
+            forget_schemas()
             from custlens.server.api import note_write  # noqa: PLC0415
 
             note_write()
