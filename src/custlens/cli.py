@@ -236,6 +236,7 @@ COMMAND_MODULES = (
     "custlens.profile.cli",
     "custlens.analytics.cli",
     "custlens.models.cli",
+    "custlens.models.alerts",
     "custlens.report.cli",
     "custlens.security.cli",
     "custlens.server.cli",

@@ -204,3 +204,30 @@ def test_cli_governance_flow(sws, tmp_path):
     out = json.loads(cl("subject", "erase", "C2", "--request", req["request_id"], "--format", "json").stdout)
     assert out["rows_deleted"]["customers"] == 1
     assert json.loads(cl("audit", "verify", "--format", "json").stdout)["ok"] is True
+
+
+def test_reingest_does_not_resurrect_an_erased_subject(ws, tmp_path):
+    from custlens.ingest.loader import ingest
+
+    src = tmp_path / "crm.csv"
+    src.write_text("客户ID,手机号,省份\nC1,13812345678,广东\nC2,13987654321,浙江\n", encoding="utf-8")
+    ingest(ws, [src], "customers")
+    ws.actor = owner()
+    add_user(ws, "alice", "alice-pass-1", ["admin"])
+    add_user(ws, "bob", "bob-pass-12", ["admin"])
+    ws.actor = None
+    rid = _approved(ws, "erase", {"user_id": "C1"})
+    ws.close()
+    alice = as_user(ws, "alice")
+    erase_subject(alice, "C1", request_id=rid)
+    # the same export arrives again (a new file with the same rows plus one more line)
+    again = tmp_path / "crm2.csv"
+    again.write_text("客户ID,手机号,省份\nC1,13812345678,广东\nC2,13987654321,浙江\nC3,13700001111,江苏\n",
+                     encoding="utf-8")
+    rep = ingest(alice, [again], "customers")[0]
+    assert rep.rows_read == rep.loaded + rep.duplicates + rep.quarantined
+    assert rep.quarantined == 1
+    ids = {r[0] for r in alice.duck.execute("SELECT user_id FROM customers").fetchall()}
+    assert ids == {"C2", "C3"}
+    q = alice.duck.execute("SELECT raw, reason FROM quarantine WHERE source = 'crm2.csv'").fetchall()
+    assert q[0][0] == "{}" and "13812345678" not in str(q)

@@ -45,6 +45,8 @@ register({
     "ingest.q.negative": {"zh": "{col}：不可能为负数（{value}）", "en": "{col}: a negative value is impossible ({value})"},
     "ingest.q.paid_negative": {"zh": "{col}：已支付订单的金额为负（{value}）",
                                "en": "{col}: negative amount on a paid order ({value})"},
+    "ingest.q.erased": {"zh": "该客户已按个人信息删除请求被删除（墓碑记录），不再导入",
+                        "en": "this customer was erased on request (tombstone); the row is not loaded again"},
     "ingest.q.future": {"zh": "{col}：{value} 晚于当前时间超过 {hours} 小时",
                         "en": "{col}: {value} is more than {hours} hours in the future"},
     "ingest.q.enum": {"zh": "{col}：未知取值 {value}（允许：{allowed}）",
@@ -202,6 +204,9 @@ class _Loader:
         self.pii_kind: dict[str, str] = {}  # source header → kind (mapped PII + detected extras)
         self.canon_src = {c: h for h, c in cm.mapped.items()}
         self.crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
+        from custlens.security.subjects import tombstoned  # noqa: PLC0415
+
+        self.tombstoned = tombstoned if ws.has_table("tombstones") else None
 
     # ----- setup
     def _detect_extra_pii(self, first: pa.RecordBatch | None) -> None:
@@ -340,6 +345,13 @@ class _Loader:
         for h, name in self.cm.extra.items():
             if h not in self.pii_kind:
                 cols[f"x__{name}"] = V.vec_map(_clean_arr(rb.column(h)), scrub_text)[0]
+        uid_src = self.canon_src.get("user_id")
+        if self.tombstoned is not None and uid_src is not None:
+            # an erased data subject must not come back through a re-ingest (PIPL erasure)
+            dead = self.tombstoned(self.ws, cleaned[uid_src].to_pylist())
+            if any(dead):
+                cols["e__erased"] = pa.array(["erased" if d else None for d in dead], pa.string())
+                err_parts.append(self._err("user_id", "e__erased"))
         tbl = pa.table(cols)
         # SQL: typed values (c__*) from strings or Python-standardized values
         inner = ['"_row"']
@@ -445,6 +457,10 @@ class _Loader:
         now = _now(self.ws)
         rows = []
         for (rownum, codes), rec in zip(bad, sub, strict=True):
+            if "user_id:erased" in codes.split(","):
+                rows.append((self.rep.load_id, self.schema.name, self.src.name, rownum, "user_id",
+                             t("ingest.q.erased", self.lang), "{}", "ingest", now))
+                continue
             safe: dict[str, str | None] = {}
             for h, v in rec.items():
                 if v is None:

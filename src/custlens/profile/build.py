@@ -153,6 +153,10 @@ SCORE_TABLE = "profile_scores"
 
 def build_profile(ws: Workspace, as_of: date | None = None) -> ProfileResult:
     """Stitch identities, then materialize customer_profile (keeping model scores written earlier)."""
+    if ws.has_table("identity_links"):  # identify calls from the event API link anonymous ids to users
+        from custlens.server.writer import resolve_anonymous  # noqa: PLC0415
+
+        resolve_anonymous(ws)
     st: StitchResult = stitch(ws)
     as_of = as_of or data_as_of(ws)
     expr = profile_expr(ws, as_of)

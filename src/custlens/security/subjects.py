@@ -216,6 +216,8 @@ def _erase_files(ws: Workspace, needles: list[str]) -> list[str]:
                             [str(p), needles]).fetchone()[0]
             if n:
                 tmp = p.with_suffix(".tmp.parquet")
+                if "'" in str(p) or "'" in str(tmp):
+                    raise ValidationError(f"archive path {p} contains a quote", fix="rename the archive folder")
                 con.execute(f"COPY (SELECT * FROM read_parquet('{p}') WHERE user_id NOT IN (SELECT unnest(?))) "
                             f"TO '{tmp}' (FORMAT parquet)", [needles])
                 tmp.replace(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,10 +61,22 @@ def any_users(ws: Workspace) -> bool:
     return bool(ws.duck.execute("SELECT COUNT(*) FROM users").fetchone()[0])
 
 
+_USERNAME = re.compile(r"^[\w.@-]{1,64}$")
+
+
+def check_username(username: str) -> str:
+    """User names: letters (CJK too), digits, dot, @, dash and underscore; nothing that could be a path or SQL."""
+    check_identifier(username, "user name")
+    if not _USERNAME.match(username) or username.startswith("."):
+        raise ValidationError(f"invalid user name {username!r}",
+                              fix="use letters, digits, '.', '@', '-' or '_' (at most 64 characters)")
+    return username
+
+
 def add_user(ws: Workspace, username: str, password: str, roles: list[str], *, display_name: str = "",
              attributes: dict[str, Any] | None = None) -> User:
     """Create a user with roles and attributes (e.g. {"provinces": ["广东"]} for row filters)."""
-    check_identifier(username, "user name")
+    check_username(username)
     if len(password) < 8:
         raise ValidationError("password too short", fix="use at least 8 characters")
     _check_roles(ws, roles)
