@@ -4,7 +4,10 @@ persons and breakdown columns, all as Ibis expressions so they run on DuckDB and
 
 from __future__ import annotations
 
+import contextlib
 import re
+import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -88,14 +91,22 @@ def seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
     return ts.epoch_seconds().cast("float64") + ts.millisecond().cast("float64") / 1000.0
 
 
+_BLANK_FIRST = (" ", "\t", "\n", "\r", "\x0b", "\x0c")  # the characters ibis' strip() removes
+
+
+def _blank(val: ir.StringValue) -> ir.BooleanValue:
+    """val.strip() == "", testing the first character before trimming (trim copies every string)."""
+    return (val == "") | (val.substr(0, 1).isin(list(_BLANK_FIRST)) & (val.strip() == ""))
+
+
 def person_expr(tbl: ir.Table) -> ir.StringValue:
     """The person an event belongs to: user_id, or anonymous_id when user_id is empty."""
     cols = tbl.columns
     uid = tbl.user_id.cast("string") if "user_id" in cols else ibis.null("string")
-    uid = ibis.cases((uid.strip() == "", ibis.null("string")), else_=uid)
+    uid = ibis.cases((_blank(uid), ibis.null("string")), else_=uid)
     if "anonymous_id" in cols:
         anon = tbl.anonymous_id.cast("string")
-        return uid.coalesce(ibis.cases((anon.strip() == "", ibis.null("string")), else_=anon))
+        return uid.coalesce(ibis.cases((_blank(anon), ibis.null("string")), else_=anon))
     return uid
 
 
@@ -146,3 +157,32 @@ def step_filter(tbl: ir.Table, event: str, where: dict[str, Any] | None) -> ir.B
         else:
             pred &= tbl[col] == val
     return pred
+
+
+@contextlib.contextmanager
+def materialized(ws: Workspace, expr: ir.Table) -> Iterator[ir.Table]:
+    """`expr` computed once for several queries: a temporary table on DuckDB, a cached table on other
+    backends (or the expression itself where caching is not available); dropped on exit."""
+    con = ws.con
+    if getattr(con, "name", "") == "duckdb":
+        name = f"_cl_tmp_{uuid.uuid4().hex[:16]}"
+        try:
+            con.create_table(name, expr, temp=True)
+        except Exception:  # noqa: BLE001 - fall back to plain SQL on the raw connection
+            con.con.execute(f'CREATE TEMP TABLE "{name}" AS {ibis.to_sql(expr, dialect="duckdb")}')
+        try:
+            yield con.table(name)
+        finally:
+            with contextlib.suppress(Exception):
+                con.con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
+        return
+    try:
+        cached = expr.cache()
+    except Exception:  # noqa: BLE001 - a backend without caching recomputes the expression
+        yield expr
+        return
+    try:
+        yield cached
+    finally:
+        with contextlib.suppress(Exception):
+            cached.release()

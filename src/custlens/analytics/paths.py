@@ -18,6 +18,7 @@ from custlens.analytics._time import (
     date_bounds,
     events_table,
     filter_range,
+    materialized,
     parse_duration,
     person_expr,
     seconds,
@@ -27,6 +28,7 @@ from custlens.i18n import register, t
 from custlens.results import Result, _records
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
     import typer
 
     from custlens.workspace import Workspace
@@ -85,16 +87,16 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
     start, end = date_bounds(date_from, date_to, as_of)
 
     ev = filter_range(events_table(ws), "event_time", start, end)
-    ev = ev.mutate(person=person_expr(ev)).filter(lambda e: e.person.notnull() & e.event.notnull())
-    ev = ev.select("person", "event", "event_time", eid=ev.event_id.cast("string").coalesce(ibis.literal("")),
-                   ts=seconds(ev.event_time))
+    ev = ev.select(person=person_expr(ev), event=ev.event, event_time=ev.event_time,
+                   eid=ev.event_id.cast("string").coalesce(ibis.literal("")), ts=seconds(ev.event_time))
+    ev = ev.filter(ev.person.notnull() & ev.event.notnull())
+    # one sort per person: the gap to the previous event opens a session; a repeat of the previous
+    # event inside a session is collapsed (the previous row is in the same session unless this opens one)
     wp = ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid])
-    ev = ev.mutate(_new=(ev.ts - ev.ts.lag().over(wp) > gap).fill_null(True).cast("int64"))
-    ev = ev.mutate(session=ev._new.sum().over(ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid],
-                                                          preceding=None, following=0)))
-    ws_ = ibis.window(group_by=[ev.person, ev.session], order_by=[ev.event_time, ev.eid])
-    ev = ev.mutate(_prev=ev.event.lag().over(ws_))
-    ev = ev.filter(ev._prev.isnull() | (ev.event != ev._prev)).drop("_prev")
+    ev = ev.mutate(_new=(ev.ts - ev.ts.lag().over(wp) > gap).fill_null(True), _prev=ev.event.lag().over(wp))
+    ev = ev.filter(ev._new | (ev.event != ev._prev))
+    wc = ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid], preceding=None, following=0)
+    ev = ev.select("person", "event", "event_time", "eid", session=ev._new.cast("int64").sum().over(wc))
     ev = ev.mutate(pos=ibis.row_number().over(ibis.window(group_by=[ev.person, ev.session],
                                                           order_by=[ev.event_time, ev.eid])) + 1)
     wsess = ibis.window(group_by=[ev.person, ev.session])
@@ -115,29 +117,17 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
         ev = ev.filter(ev.pos <= n).mutate(step=ev.pos)
     ev = ev.select("person", "session", "event", "step")
 
-    w = ibis.window(group_by=[ev.person, ev.session], order_by=ev.step)
-    tr = ev.mutate(nxt=ev.event.lead().over(w)).filter(lambda x: x.nxt.notnull())
-    links = (tr.group_by(["step", "event", "nxt"]).aggregate(count=tr.count())
-             .order_by([ibis.desc("count"), "step", "event", "nxt"]).execute())
-    trans = (tr.group_by(["event", "nxt"]).aggregate(count=tr.count())
-             .order_by([ibis.desc("count"), "event", "nxt"]).limit(top).execute())
-    trans = trans.rename(columns={"event": "from", "nxt": "to"})
-    matrix = (ev.group_by(["step", "event"]).aggregate(count=ev.count())
-              .order_by(["step", ibis.desc("count"), "event"]).execute())
-
+    # one row per session (its events at steps 1..n; steps are contiguous from 1), then one row per
+    # distinct path with its session count: everything below is computed from that small table
     piv = ev.group_by(["person", "session"]).aggregate(
         **{f"s{k}": ev.event.max(where=ev.step == k) for k in range(1, n + 1)})
-    path = piv.s1
-    for k in range(2, n + 1):
-        path = ibis.cases((piv[f"s{k}"].notnull(), path + ibis.literal(SEP) + piv[f"s{k}"]), else_=path)
-    piv = piv.mutate(path=path)
-    lengths = ibis.literal(1)
-    for k in range(2, n + 1):
-        lengths = lengths + piv[f"s{k}"].notnull().cast("int64")
-    piv = piv.mutate(length=lengths)
-    top_paths = (piv.group_by(["path", "length"]).aggregate(count=piv.count())
-                 .order_by([ibis.desc("count"), "path"]).limit(top).execute())
-    total = int(piv.count().execute())
+    pc = piv.group_by([f"s{k}" for k in range(1, n + 1)]).aggregate(count=piv.count())
+    with materialized(ws, pc) as pc:
+        links, matrix, top_paths, total = _from_path_counts(pc, n, top)
+    trans = (links.groupby(["event", "nxt"], as_index=False, sort=False)["count"].sum()
+             .sort_values(["count", "event", "nxt"], ascending=[False, True, True], kind="stable")
+             .head(top).reset_index(drop=True))
+    trans = trans.rename(columns={"event": "from", "nxt": "to"})
     top_paths["share"] = top_paths["count"] / total if total else 0.0
 
     links = links.rename(columns={"event": "source_event", "nxt": "target_event"})
@@ -152,6 +142,32 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
     return PathsResult(table=top_paths, params=params, summary=summary, transitions=trans,
                        step_matrix=matrix, nodes=nodes,
                        links=links[["source", "target", "step", "source_event", "target_event", "count"]])
+
+
+def _from_path_counts(pc: ir.Table, n: int, top: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """Links (step, event, nxt, count), the step matrix, the top paths and the session total from the
+    distinct-path counts."""
+    step_rows = [pc.filter(pc[f"s{k}"].notnull()).select(step=ibis.literal(k, "int64"), event=pc[f"s{k}"],
+                                                          count=pc["count"]) for k in range(1, n + 1)]
+    st = ibis.union(*step_rows)
+    matrix = (st.group_by(["step", "event"]).aggregate(count=st["count"].sum().cast("int64"))
+              .order_by(["step", ibis.desc("count"), "event"]).execute())
+    link_rows = [pc.filter(pc[f"s{k + 1}"].notnull()).select(step=ibis.literal(k, "int64"), event=pc[f"s{k}"],
+                                                              nxt=pc[f"s{k + 1}"], count=pc["count"])
+                 for k in range(1, n)]
+    lk = ibis.union(*link_rows)
+    links = (lk.group_by(["step", "event", "nxt"]).aggregate(count=lk["count"].sum().cast("int64"))
+             .order_by([ibis.desc("count"), "step", "event", "nxt"]).execute())
+    path = pc.s1
+    lengths = ibis.literal(1, "int64")
+    for k in range(2, n + 1):
+        path = ibis.cases((pc[f"s{k}"].notnull(), path + ibis.literal(SEP) + pc[f"s{k}"]), else_=path)
+        lengths = lengths + pc[f"s{k}"].notnull().cast("int64")
+    pp = pc.select(path=path, length=lengths, count=pc["count"])
+    top_paths = (pp.group_by(["path", "length"]).aggregate(count=pp["count"].sum().cast("int64"))
+                 .order_by([ibis.desc("count"), "path"]).limit(top).execute())
+    total = pc["count"].sum().execute()
+    return links, matrix, top_paths, 0 if total is None or pd.isna(total) else int(total)
 
 
 def register_cli(app: typer.Typer) -> None:
