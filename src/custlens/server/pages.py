@@ -36,7 +36,7 @@ register({
     "web.nav.funnels": {"zh": "漏斗与留存", "en": "Funnels & retention"},
     "web.nav.channels": {"zh": "渠道与活动", "en": "Channels & campaigns"},
     "web.nav.service": {"zh": "客服与满意度", "en": "Service & satisfaction"},
-    "web.nav.baskets": {"zh": "购物篮与推荐", "en": "Baskets & recommendations"},
+    "web.nav.baskets": {"zh": "购物篮与推荐", "en": "Baskets & recs"},
     "web.nav.reports": {"zh": "报告", "en": "Reports"},
     "web.nav.data": {"zh": "数据", "en": "Data"},
     "web.nav.admin": {"zh": "管理", "en": "Admin"},
