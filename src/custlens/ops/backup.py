@@ -180,6 +180,8 @@ def backup(ws: Workspace, dest: str | Path, *, progress: Progress | None = None)
     passphrase = _passphrase()
     recover(ws)  # no half-archived files in the copy
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f"{_TMP}{dest.name}-*"):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f"{_TMP}{dest.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
