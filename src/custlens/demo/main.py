@@ -87,22 +87,38 @@ def build_workspace(path: str | Path = "custlens-demo", *, customers: int = 50_0
     build_profile(ws)
     build_tags(ws)
     t0 = lap("profile", t0)
-    _score_models(ws, say, lang)
+    _score_models(ws, say, lang, timings)
     t0 = lap("models", t0)
     ws.close()
     return result
 
 
-def _score_models(ws: Any, say: Any, lang: str) -> None:
-    """Fit the models that write per-customer scores into the profile (those that are installed)."""
-    say(t("demo.step.models", lang))
+def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None = None) -> None:
+    """Fit the models that write per-customer scores into the profile, and run the alert rules."""
+    from custlens.models.alerts import run_alerts  # noqa: PLC0415
+    from custlens.models.anomalies import anomalies  # noqa: PLC0415
+    from custlens.models.churn import churn  # noqa: PLC0415
+    from custlens.models.clusters import clusters  # noqa: PLC0415
+    from custlens.models.clv import score_clv  # noqa: PLC0415
+    from custlens.models.recommend import recommend  # noqa: PLC0415
+    from custlens.models.text import analyze_text  # noqa: PLC0415
     from custlens.profile.build import write_scores  # noqa: PLC0415
 
-    try:
-        from custlens.models.clv import score_clv  # noqa: PLC0415
-    except ImportError:
-        return
-    write_scores(ws, score_clv(ws))
+    say(t("demo.step.models", lang))
+    steps = [
+        ("clv", lambda: write_scores(ws, score_clv(ws))),
+        ("churn", lambda: churn(ws)),
+        ("anomalies", lambda: anomalies(ws)),
+        ("clusters", lambda: clusters(ws, k_range=(3, 6))),
+        ("text", lambda: analyze_text(ws, "tickets", write=True)),
+        ("recommend", lambda: recommend(ws, write=True)),
+        ("alerts", lambda: run_alerts(ws)),
+    ]
+    for name, fn in steps:
+        t0 = time.perf_counter()
+        fn()
+        if timings is not None:
+            timings[f"model.{name}"] = time.perf_counter() - t0
 
 
 def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, seed: int = 42, lang: str = "zh",

@@ -107,7 +107,10 @@ def stitch(ws: Workspace, *, write: bool = True) -> StitchResult:
         if col not in recs.columns:
             continue
         sub = recs[[col, "user_id"]].dropna().drop_duplicates()
-        groups = sub.groupby(col).user_id.agg(list)
+        dup = sub[sub.duplicated(col, keep=False)]  # only identifiers shared by 2+ records can link
+        groups: dict[str, list[str]] = defaultdict(list)
+        for pseudo, uid in zip(dup[col], dup.user_id, strict=True):
+            groups[pseudo].append(uid)
         for pseudo, members in groups.items():
             members = sorted(set(members) - splits)
             if len(members) < 2:
@@ -126,18 +129,21 @@ def stitch(ws: Workspace, *, write: bool = True) -> StitchResult:
     comps: dict[str, list[str]] = defaultdict(list)
     for u in ids:
         comps[uf.find(u)].append(u)
+    kinds_by_root: dict[str, set[str]] = defaultdict(set)
+    for (a, _b), ks in via.items():
+        kinds_by_root[uf.find(a)] |= ks
     primary = _primary_order(recs)
     rows = []
     capped: list[list[str]] = []
     now = datetime.now()
-    for members in comps.values():
+    for root, members in comps.items():
         if len(members) > cfg.max_cluster_size:
             capped.append(sorted(members))
             for u in members:
                 rows.append((u, u, "capped", "", 1, "capped", now))
             continue
-        person = min(members, key=primary)
-        kinds_used = sorted({k for (a, b), ks in via.items() if a in members and b in members for k in ks})
+        person = min(members, key=primary) if len(members) > 1 else members[0]
+        kinds_used = sorted(kinds_by_root.get(root, ()))
         for u in members:
             status = "split" if u in splits else ("linked" if len(members) > 1 else "single")
             rule = "split" if u in splits else ("linked" if len(members) > 1 else "single")
@@ -151,13 +157,13 @@ def stitch(ws: Workspace, *, write: bool = True) -> StitchResult:
 def _primary_order(recs: pd.DataFrame) -> Any:
     """Sort key choosing a person's canonical id: main source first, then earliest registered, then id."""
     src_size = recs.groupby("_source").user_id.nunique().to_dict()
-    first = recs.sort_values("register_time").drop_duplicates("user_id").set_index("user_id")
+    first = recs.sort_values("register_time").drop_duplicates("user_id")
     far = pd.Timestamp.max
+    info = {u: (-src_size.get(s, 0), r if pd.notna(r) else far)
+            for u, s, r in zip(first.user_id, first._source, first.register_time, strict=True)}
 
     def key(u: str) -> tuple[Any, ...]:
-        r = first.loc[u] if u in first.index else None
-        src = -src_size.get(r["_source"], 0) if r is not None else 0
-        reg = r["register_time"] if r is not None and pd.notna(r["register_time"]) else far
+        src, reg = info.get(u, (0, far))
         return (src, reg, u)
 
     return key
