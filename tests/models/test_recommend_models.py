@@ -71,11 +71,14 @@ def test_recommend_item_item_beats_popularity_on_planted_pairs(shop) -> None:
     assert tbl.loc["popularity", "hit_rate"] <= 0.2
     assert tbl.loc["item_item", "recall"] > tbl.loc["popularity", "recall"] + 0.5
     runs = shop.duck.execute("SELECT model, params, metrics, n_train, n_test FROM model_runs ORDER BY model").fetchall()
-    assert [r[0] for r in runs] == ["recommend.item_item", "recommend.popularity"]
-    metrics = json.loads(runs[0][2])
+    assert [r[0] for r in runs] == ["recommend.hybrid", "recommend.item_item", "recommend.popularity"]
+    metrics = json.loads(runs[1][2])
     assert metrics["hit_rate@10"] == pytest.approx(tbl.loc["item_item", "hit_rate"])
-    assert json.loads(runs[0][1])["split"].startswith("2024-10-01")
-    assert runs[0][3] > 0 and runs[0][4] == 80
+    assert json.loads(runs[1][1])["split"].startswith("2024-10-01")
+    assert runs[1][3] > 0 and runs[1][4] == 80
+    hybrid = json.loads(runs[0][1])
+    assert {"w_item", "w_category", "tuned", "validation_split"} <= set(hybrid)
+    assert hybrid["validation_split"] < "2024-10-01"  # tuned inside the training period only
     cols = [r[0] for r in shop.duck.execute("DESCRIBE model_runs").fetchall()]
     assert cols == ["run_id", "model", "created_at", "params", "metrics", "n_train", "n_test"]
 
