@@ -43,7 +43,8 @@ def demo_ws(demo_template, tmp_path):
 def run_cli(*args: str, ws: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `custlens` command in a subprocess (no TTY, English messages)."""
-    e = {**os.environ, "CUSTLENS_LANG": "en", "CUSTLENS_HOME": str(Path(ws or ".") / ".home"), **(env or {})}
+    e = {**os.environ, "CUSTLENS_LANG": "en", "CUSTLENS_HOME": str(Path(ws or ".") / ".home"), "COLUMNS": "400",
+         **(env or {})}
     cmd = [sys.executable, "-m", "custlens"]
     if ws is not None:
         cmd += ["--workspace", str(ws)]
