@@ -138,3 +138,19 @@ def test_cli_pii_audit_exit_code_tracks_findings(ws) -> None:  # noqa: ANN001
     ok = CliRunner().invoke(app, ["--workspace", root, "pii", "audit", "--format", "json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout) == {"findings": [], "clean": True}
+
+
+def test_decimal_fractions_are_not_cards_or_phones(ws):
+    """A long float (model metrics JSON) holds 16+ digit runs that can pass Luhn; they are not PII."""
+    from custlens.privacy.scan import scan_warehouse
+    from custlens.privacy.recognizers import is_bank_card
+
+    frac = "6222021234567890"
+    frac = next(f"622202123456789{d}" for d in range(10) if is_bank_card(f"622202123456789{d}"))
+    assert is_bank_card(frac)  # the run alone would pass Luhn — the context is what rules it out
+    ws.duck.execute("CREATE TABLE m (metrics VARCHAR)")
+    ws.duck.execute("INSERT INTO m VALUES (?), (?)", [f'{{"roc_auc": 0.{frac}}}', '{"x": 13812345678.5}'])
+    assert scan_warehouse(ws) == []
+    ws.duck.execute("INSERT INTO m VALUES (?)", ['{"card": "6222021234567890128"}'])
+    found = scan_warehouse(ws)
+    assert [f["kind"] for f in found] == ["bank_card"]

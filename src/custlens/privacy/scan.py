@@ -71,11 +71,14 @@ _TOKEN = r"v1:[0-9a-f]{8}:[A-Za-z0-9+/=]+"
 
 _B = r"(?<![0-9A-Za-z])"
 _E = r"(?![0-9A-Za-z])"
+# numbers: never the fraction or integer part of a decimal (0.7442845991046751 is not a card)
+_BN = r"(?<![0-9A-Za-z.])"
+_EN = r"(?![0-9A-Za-z]|\.[0-9])"
 _CANDIDATES: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
-    ("id_number", re.compile(_B + r"(?:[0-9]{17}[0-9Xx]|[0-9]{15})" + _E), is_cn_id_number),
-    ("bank_card", re.compile(_B + r"(?:[0-9]{16,19}|[0-9]{4}(?:[ -][0-9]{4}){3}(?:[ -]?[0-9]{1,3})?)" + _E),
+    ("id_number", re.compile(_BN + r"(?:[0-9]{17}[0-9Xx]|[0-9]{15})" + _EN), is_cn_id_number),
+    ("bank_card", re.compile(_BN + r"(?:[0-9]{16,19}|[0-9]{4}(?:[ -][0-9]{4}){3}(?:[ -]?[0-9]{1,3})?)" + _EN),
      is_bank_card),
-    ("phone", re.compile(r"(?<![0-9A-Za-z+])(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}" + _E),
+    ("phone", re.compile(r"(?<![0-9A-Za-z+.])(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}" + _EN),
      is_cn_mobile),
     ("email", re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
                          r"(?![A-Za-z0-9\-])"), is_email),
