@@ -1,0 +1,101 @@
+"""Pipeline benchmark: demo generation, ingest (rows/s), cleaning, profile build and report, each stage in a
+fresh subprocess so its peak memory (max RSS) is its own.
+
+Sizes: S = 50k customers, M = 500k, L = 5M (M/L: `python bench/run.py --size M --only pipeline` on a quiet
+machine; L needs ~30 GB of disk for the sources and the warehouse).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+SIZES = {"S": 50_000, "M": 500_000, "L": 5_000_000}
+
+_STAGE = textwrap.dedent("""
+    import json, resource, sys, time
+    from pathlib import Path
+    stage, root, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    t0 = time.perf_counter()
+    rows = None
+    note = ""
+    if stage == "generate":
+        from custlens.demo import generate
+        g = generate(root / "data", customers=n, seed=42)
+        rows = sum(g.rows.values())
+    else:
+        import custlens
+        from custlens.workspace import open_workspace
+        ws = custlens.init(root / "ws") if stage == "ingest" else open_workspace(root / "ws")
+        if stage == "ingest":
+            from custlens.ingest.loader import ingest
+            man = json.loads((root / "data" / "manifest.json").read_text())
+            rows = 0
+            for e in man["files"]:
+                for r in ingest(ws, [root / "data" / e["file"]], e["table"]):
+                    rows += r.rows_read
+        elif stage == "clean":
+            from custlens.clean.pipeline import clean
+            clean(ws)
+            rows = ws.row_count("events") + ws.row_count("orders")
+        elif stage == "profile":
+            from custlens.profile.build import build_profile
+            from custlens.profile.tags import build_tags
+            rows = build_profile(ws).persons
+            build_tags(ws)
+        elif stage == "report":
+            try:
+                from custlens.report.build import write_report
+                run = write_report(ws, lang="zh", formats=("html",))
+                note = f"{len(run.findings)} findings"
+            except ImportError:
+                from custlens.report.simple import write
+                write(ws, "zh")
+                note = "simple report (report.build absent)"
+        ws.close()
+    sec = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": sec, "peak_mb": peak, "rows": rows, "note": note}))
+""")
+
+
+def _stage(stage: str, root: Path, n: int) -> dict:
+    p = subprocess.run([sys.executable, "-c", _STAGE, stage, str(root), str(n)], capture_output=True, text=True)
+    if p.returncode != 0:
+        return {"seconds": None, "note": f"failed: {p.stderr.strip().splitlines()[-1][:200] if p.stderr else p.returncode}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run(size: str) -> list[dict]:
+    n = SIZES[size]
+    root = Path(tempfile.mkdtemp(prefix=f"custlens-bench-pipeline-{size}-"))
+    rows: list[dict] = []
+    try:
+        for stage in ("generate", "ingest", "clean", "profile", "report"):
+            r = _stage(stage, root, n)
+            note = r.get("note", "")
+            if stage == "ingest" and r.get("seconds") and r.get("rows"):
+                note = f"{r['rows'] / r['seconds']:,.0f} rows/s" + (f"; {note}" if note else "")
+            rows.append({"suite": "pipeline", "case": f"{stage}, {n:,} customers", "impl": "custlens",
+                         "seconds": r.get("seconds"), "peak_mb": r.get("peak_mb"), "rows": r.get("rows"),
+                         "note": note})
+            if r.get("seconds") is None:
+                break
+        wh = root / "ws" / "warehouse.duckdb"
+        if wh.exists():
+            rows.append({"suite": "pipeline", "case": "warehouse size", "impl": "custlens", "seconds": None,
+                         "note": f"{wh.stat().st_size / 2**20:,.0f} MB on disk; sources "
+                                 f"{sum(f.stat().st_size for f in (root / 'data').iterdir()) / 2**20:,.0f} MB"})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run(sys.argv[1] if len(sys.argv) > 1 else "S"):
+        print(r)
