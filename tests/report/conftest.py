@@ -25,6 +25,13 @@ def demo_ws(tmp_path_factory: pytest.TempPathFactory):
         ingest(ws, [root / "data" / e["file"]], e["table"])
     clean(ws)
     build_profile(ws)
+    # as the demo does: the churn model scores the profile and records its held-out run in model_runs,
+    # the recommender its time-split comparison with popularity
+    from custlens.models.churn import churn
+    from custlens.models.recommend import evaluate_recommenders
+
+    churn(ws)
+    evaluate_recommenders(ws)
     truth = json.loads((root / "data" / "truth.json").read_text(encoding="utf-8"))
     yield ws, truth
     ws.close()
@@ -37,3 +44,12 @@ def full_zh(demo_ws):
 
     ws, _ = demo_ws
     return write_report(ws, lang="zh", formats=("html", "pdf", "xlsx"))
+
+
+@pytest.fixture(scope="session")
+def management_zh(demo_ws):
+    """The management pack in Chinese (html + xlsx), shared by the role tests."""
+    from custlens.report.build import write_report
+
+    ws, _ = demo_ws
+    return write_report(ws, lang="zh", role="management", formats=("html", "xlsx"))

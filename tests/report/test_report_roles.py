@@ -11,13 +11,13 @@ from custlens.report.build import write_report
 
 @pytest.mark.parametrize("role,must,must_not", [
     ("management", ["六、关键发现", "七、行动建议"], ["五、客户分群", "三、指标体系"]),
-    ("marketing", ["五、客户分群", "七、行动建议"], ["二、数据来源与处理"]),
-    ("operations", ["转化漏斗", "渠道"], ["五、客户分群"]),
-    ("service", ["客服与满意度", "投诉主题"], ["五、客户分群", "转化漏斗"]),
+    ("marketing", ["五、客户分群", "七、行动建议", "新客同期群复购", "流失风险分布"], ["二、数据来源与处理"]),
+    ("operations", ["转化漏斗", "渠道", "会话路径逐步流向", "新客同期群复购"], ["五、客户分群"]),
+    ("service", ["客服与满意度", "投诉主题", "工单数：星期 × 小时", "各类工单文字情感占比"], ["五、客户分群", "转化漏斗"]),
 ])
-def test_report_role_pack(demo_ws, role, must, must_not):
+def test_report_role_pack(demo_ws, management_zh, role, must, must_not):
     ws, _ = demo_ws
-    run = write_report(ws, lang="zh", role=role, formats=("html",))
+    run = management_zh if role == "management" else write_report(ws, lang="zh", role=role, formats=("html",))
     html = run.files[0].read_text(encoding="utf-8")
     for h in must:
         assert h in html, h
@@ -26,11 +26,12 @@ def test_report_role_pack(demo_ws, role, must, must_not):
     assert ws.gov is None and ws.actor is None  # the role was only worn for the run
     if role == "service":
         assert all(f.section in ("service", "churn") for f in run.findings)
+        assert "complaint_themes" in {f.id for f in run.findings}
 
 
-def test_report_management_has_no_customer_rows_or_pii(demo_ws):
+def test_report_management_has_no_customer_rows_or_pii(demo_ws, management_zh):
     ws, _ = demo_ws
-    run = write_report(ws, lang="zh", role="management", formats=("html", "xlsx"))
+    run = management_zh
     html = re.sub(r"<script>.*?</script>", "", run.files[0].read_text(encoding="utf-8"), count=1, flags=re.S)
     ids = [r[0] for r in ws.sql("SELECT user_id FROM customers LIMIT 200").fetchall()]
     assert not any(i in html for i in ids)

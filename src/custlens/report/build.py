@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pandas as pd
 from custlens.analytics.base import align, period_end, shift
 from custlens.errors import CustlensError, ValidationError
 from custlens.i18n import fmt_date, normalize_lang, register, t
-from custlens.report import render
+from custlens.report import charts, render
 from custlens.report.insights import Context, Finding, data_end, default_period, scan
 from custlens.report.recommendations import Recommendation, recommend
 from custlens.report.sections import (
@@ -49,6 +49,48 @@ register({
     "build.sheet.recs": {"zh": "建议", "en": "recommendations"},
     "build.sheet.evidence": {"zh": "数字来源", "en": "evidence"},
     "build.nothing": {"zh": "暂无足够数据得出结论", "en": "not enough data for a conclusion"},
+    "rep.sentiment": {"zh": "各类工单文字情感占比", "en": "Sentiment of ticket texts by category"},
+    "rep.neg_share": {"zh": "负面占比", "en": "Negative"},
+    "rep.avg_sat": {"zh": "平均满意度", "en": "Avg. satisfaction"},
+    "rep.top_themes": {"zh": "主要投诉主题", "en": "Top complaint themes"},
+    "rep.peak": {"zh": "工单高峰时段（近90天）", "en": "Ticket peak hours (last 90 days)"},
+    "rep.peak.chart": {"zh": "工单数：星期 × 小时", "en": "Tickets by weekday × hour"},
+    "rep.hour": {"zh": "小时", "en": "Hour"},
+    "rep.paths.flow": {"zh": "会话路径逐步流向（近3个月，前4步）", "en": "Step-by-step session flow (last 3 months, "
+                                                                     "first 4 steps)"},
+    "rep.step": {"zh": "第几步", "en": "Step"},
+    "rep.share": {"zh": "占比", "en": "Share"},
+    "rep.cohorts": {"zh": "新客同期群复购", "en": "New-customer cohorts: buying again"},
+    "rep.cohorts.chart": {"zh": "首购后第N个月再次购买的比例（按首购月，括号内为人数）",
+                          "en": "Share buying again N months after the first purchase (by first month; size)"},
+    "rep.eval.worse": {"zh": "注意：流失模型在留出集上不如逻辑回归基线，其风险分仅作排序参考，挽留名单宜同时参考基线模型。",
+                       "en": "Note: on held-out data the churn model does worse than the logistic baseline; use its "
+                             "risk scores for ordering only and check the baseline's list too."},
+    "rep.limits.method": {"zh": "评估方法", "en": "How evaluated"},
+    "rep.limits.n": {"zh": "样本", "en": "Sample"},
+    "rep.model.churn": {"zh": "流失预测", "en": "Churn prediction"},
+    "rep.model.clv": {"zh": "CLV（BG/NBD + Gamma-Gamma）", "en": "CLV (BG/NBD + Gamma-Gamma)"},
+    "rep.model.recommend": {"zh": "商品推荐（物品协同）", "en": "Product recommendations (item-item)"},
+    "rep.model.forecast": {"zh": "成交额预测", "en": "GMV forecast"},
+    "rep.eval.time_split": {"zh": "时间切分：{cut} 之后的客户行为（至 {end}）作留出集",
+                            "en": "time split: behaviour after {cut} (to {end}) held out"},
+    "rep.eval.cv": {"zh": "5折交叉验证", "en": "5-fold cross-validation"},
+    "rep.eval.churn": {"zh": "ROC AUC {roc}（基线逻辑回归 {broc}）；PR AUC {pr}（基线 {bpr}；流失率 {rate}）",
+                       "en": "ROC AUC {roc} (logistic baseline {broc}); PR AUC {pr} (baseline {bpr}; churn rate "
+                             "{rate})"},
+    "rep.eval.n": {"zh": "训练 {train} / 测试 {test}", "en": "train {train} / test {test}"},
+    "rep.eval.n1": {"zh": "测试 {n}", "en": "test {n}"},
+    "rep.eval.none": {"zh": "未记录留出集评估（运行 {cmd}）", "en": "no held-out evaluation recorded (run {cmd})"},
+    "rep.eval.clv_method": {"zh": "留出最后{weeks}周：用 {cut} 之前的数据拟合", "en": "last {weeks} weeks held "
+                                                                                   "out: fitted on data to {cut}"},
+    "rep.eval.clv": {"zh": "每位客户购买次数 MAE {mae}，相关系数 {corr}；总购买次数误差 {agg}",
+                     "en": "per-customer purchases MAE {mae}, correlation {corr}; total purchases error {agg}"},
+    "rep.eval.rec_method": {"zh": "时间切分：{split} 之后的新购买作留出集", "en": "time split: new purchases after "
+                                                                              "{split} held out"},
+    "rep.eval.rec": {"zh": "命中率@{n} {ii}（热门基线 {pop}）；召回率 {ri}（基线 {rp}）",
+                     "en": "hit rate@{n} {ii} (popularity baseline {pop}); recall {ri} (baseline {rp})"},
+    "rep.eval.backtest": {"zh": "滚动回测最近{n}个月", "en": "rolling backtest over the last {n} months"},
+    "rep.months_after": {"zh": "首购后月数", "en": "Months after first purchase"},
 })
 
 
@@ -154,6 +196,7 @@ def _compose(ws: Workspace, period: str | None, lang: str, role: str | None) -> 
     allowed = ROLE_FINDING_SECTIONS[role]
     if allowed is not None:
         findings = [f for f in findings if f.section in allowed]
+    ctx.cache["findings"] = findings
     recs = recommend(ctx, findings)
     want = ROLE_SECTIONS[role]
     blocks: list[Block] = []
@@ -265,6 +308,10 @@ def _findings_block(ctx: Context, findings: list[Finding], allowed: tuple[str, .
             b.html_extra += _service_extras(ctx)
         if s == "funnel" and role in (None, "operations"):
             b.html_extra += _paths_extra(ctx)
+        # cohort retention: with customer value where shown, else (operations) with sales
+        if (s == "customers" or (s == "sales" and "customers" not in secs)) and role in (None, "marketing",
+                                                                                        "operations"):
+            b.html_extra += _retention_extra(ctx)
     _ = ChartSlot
     return b
 
@@ -279,28 +326,61 @@ class _ChartMarker(str):
 
 
 def _service_extras(ctx: Context) -> list[str]:
-    """Complaint themes: categories of low-rated tickets (sentiment via custlens.models.text when present)."""
+    """Sentiment and complaint themes by ticket category (custlens.models.text) and the weekday × hour load."""
+    from custlens.report.insights import complaint_frame  # noqa: PLC0415
     from custlens.report.page import esc  # noqa: PLC0415
 
     if not ctx.readable("tickets"):
         return []
-    tk = ctx.ws.table("tickets")
-    x = tk.filter(tk.satisfaction <= 2)
-    g = x.group_by(x.category.fill_null(ctx.L("ins.unknown")).name("category")).aggregate(
-        tickets=x.count(), customers=x.user_id.nunique()).order_by("tickets").to_pandas()
-    from custlens.security.context import suppress_small_groups  # noqa: PLC0415
+    out: list[str] = []
+    df = complaint_frame(ctx)
+    k_min = max(ctx.ws.config.report.min_group_size, ctx.ws.config.security.min_group_size)
+    if df is not None and len(df):
+        rows = []
+        for cat, g in df.groupby("grp", sort=False):
+            neg = g[g["label"] == "negative"]
+            th = neg.explode("themes").dropna(subset=["themes"]).groupby("themes")["user_id"].nunique()
+            th = th[th >= k_min].sort_values(ascending=False)  # themes of too few customers stay hidden
+            rows.append({"cat": str(cat), "n": len(g), "customers": g["user_id"].nunique(),
+                         **{lb: float((g["label"] == lb).mean()) for lb in ("positive", "neutral", "negative")},
+                         "sat": float(g["satisfaction"].mean()) if g["satisfaction"].notna().any() else None,
+                         "themes": "、".join(t(f"text.theme.{x}", ctx.lang) for x in th.index[:2])
+                         if ctx.lang == "zh" else ", ".join(t(f"text.theme.{x}", ctx.lang) for x in th.index[:2])})
+        tb = pd.DataFrame(rows)
+        tb = tb[tb.customers >= k_min].sort_values("negative", ascending=False)
+        if len(tb):
+            out.append(f"<h3>{esc(ctx.L('rep.themes'))}</h3>")
+            labels = {lb: t(f"text.label.{lb}", ctx.lang) for lb in ("positive", "neutral", "negative")}
+            long = tb.melt(id_vars=["cat"], value_vars=list(labels), var_name="part", value_name="share")
+            long["part"] = long["part"].map(labels)
+            out.append(_ChartMarker(charts.stacked_share(
+                long, "cat", "part", "share", order=list(labels.values()), colors=["#4c9a5b", "#b0b0b0", "#d0523f"],
+                title=ctx.L("rep.sentiment"), height=max(120, 24 * len(tb)))))
+            show = pd.DataFrame({ctx.dim("category"): tb.cat, ctx.L("rep.count"): tb.n,
+                                 ctx.L("rep.neg_share"): [ctx.pct(x) for x in tb.negative],
+                                 ctx.L("rep.avg_sat"): [f"{x:.2f}" if x is not None and pd.notna(x) else "—"
+                                                        for x in tb.sat],
+                                 ctx.L("rep.top_themes"): [x or "—" for x in tb.themes]})
+            out.append(render._table(show))
+    try:
+        from custlens.analytics.service import WEEKDAYS, service  # noqa: PLC0415
 
-    g = suppress_small_groups(g.iloc[::-1].reset_index(drop=True), "customers", ctx.ws)
-    g = g.dropna(subset=["customers"])
-    g = g[g["customers"] >= ctx.ws.config.report.min_group_size]  # small groups hidden for every reader
-    if g.empty:
-        return []
-    g = g.rename(columns={"category": ctx.dim("category"), "tickets": ctx.L("rep.count"),
-                          "customers": ctx.L("rep.k.customers")})
-    return [f"<h3>{esc(ctx.L('rep.themes'))}</h3>", render._table(g)]
+        res = service(ctx.ws, date_from=ctx.period_end - timedelta(days=89), date_to=ctx.period_end, lang=ctx.lang)
+        hm = res.heatmap
+    except (CustlensError, ValueError, IndexError):
+        hm = None
+    if hm is not None and int(hm.tickets.sum()) > 0:
+        names = WEEKDAYS["zh" if ctx.lang == "zh" else "en"]
+        hm = hm.assign(day=[names[i] for i in hm.weekday])
+        hm[ctx.L("rep.hour")] = hm.hour
+        out.append(f"<h3>{esc(ctx.L('rep.peak'))}</h3>")
+        out.append(_ChartMarker(charts.heatmap(hm, ctx.L("rep.hour"), "day", "tickets", title=ctx.L("rep.peak.chart"),
+                                               y_sort=names, x_sort=list(range(24)), width=560, height=170)))
+    return out
 
 
 def _paths_extra(ctx: Context) -> list[str]:
+    """Step-by-step flow of in-session paths over the last 3 months and the most common whole paths."""
     from custlens.report.page import esc  # noqa: PLC0415
 
     if not ctx.readable("events"):
@@ -315,8 +395,51 @@ def _paths_extra(ctx: Context) -> list[str]:
     tb = res.table
     if tb is None or tb.empty:
         return []
-    cols = [c for c in tb.columns if c in ("path", "persons", "sessions", "count", "share")]
-    return [f"<h3>{esc(ctx.L('rep.paths'))}</h3>", render._table(tb[cols].head(8) if cols else tb.head(8))]
+    out: list[str] = [f"<h3>{esc(ctx.L('rep.paths'))}</h3>"]
+    if res.nodes is not None and len(res.nodes):
+        out.append(_ChartMarker(charts.path_flow(res.nodes, res.links, title=ctx.L("rep.paths.flow"),
+                                                 step_title=ctx.L("rep.step"), height=260)))
+    show = pd.DataFrame({ctx.L("rep.path"): tb["path"], ctx.L("rep.count"): tb["count"],
+                         ctx.L("rep.share"): [ctx.pct(x) for x in tb["share"]]}).head(6)
+    out.append(render._table(show))
+    return out
+
+
+def _retention_extra(ctx: Context) -> list[str]:
+    """Monthly first-purchase cohorts: share buying again 1..6 months later (analytics.retention)."""
+    from custlens.report.page import esc  # noqa: PLC0415
+
+    if not ctx.readable("orders"):
+        return []
+    try:
+        from custlens.analytics.retention import retention  # noqa: PLC0415
+
+        res = retention(ctx.ws, start_event="first_purchase", period="month", periods=6,
+                        date_from=shift(ctx.period_start, "month", -11), date_to=ctx.period_end,
+                        as_of=ctx.period_end)
+    except (CustlensError, ValueError):
+        return []
+    tb = res.table
+    k_min = ctx.ws.config.security.min_group_size
+    tb = tb[tb["size"] >= k_min]
+    if tb.empty:
+        return []
+    recs = []
+    for r in tb.to_dict("records"):
+        label = ctx.month(r["cohort"]) + f" ({ctx.num(r['size'])})"
+        for k in range(1, 7):
+            v = r.get(f"share_{k}")
+            if v is not None and pd.notna(v):
+                recs.append({"cohort": label, "k": k, "share": float(v)})
+    if not recs:
+        return []
+    df = pd.DataFrame(recs)
+    df[ctx.L("rep.months_after")] = df["k"]
+    order = list(dict.fromkeys(df["cohort"]))
+    return [f"<h3>{esc(ctx.L('rep.cohorts'))}</h3>",
+            _ChartMarker(charts.heatmap(df, ctx.L("rep.months_after"), "cohort", "share",
+                                        title=ctx.L("rep.cohorts.chart"), value_format=".0%", y_sort=order,
+                                        text=True, width=420, height=22 * len(order), scheme="greens"))]
 
 
 def _key_block(ctx: Context, findings: list[Finding]) -> Block:
@@ -393,23 +516,81 @@ def _limits_block(ctx: Context) -> Block:
     if ctx.skipped:
         b.paragraphs.append(ctx.L("rep.limits.skipped", items=", ".join(f"{k} ({v})" for k, v in ctx.skipped.items())))
     b.html_extra.append(f"<h3>{esc(ctx.L('rep.limits.models'))}</h3><p>{esc(ctx.L('rep.limits.assump'))}</p>")
-    runs = []
-    fe = ctx.cache.get("forecast_eval")
-    if fe:
-        runs.append({ctx.L("rep.limits.model"): "GMV seasonal naive × growth",
-                     ctx.L("rep.limits.metric"): f"MAPE {ctx.pct(fe['mape'])} (n={fe['n_test']})"})
-    if ctx.readable("model_runs"):
-        mr = ctx.ws.table("model_runs").to_pandas()
-        if "created_at" in mr.columns:
-            mr = mr.sort_values("created_at").groupby("model").tail(1)
-        for r in mr.itertuples():
-            runs.append({ctx.L("rep.limits.model"): getattr(r, "model", ""),
-                         ctx.L("rep.limits.metric"): str(getattr(r, "metrics", ""))[:200]})
+    runs = _evaluations(ctx)
     if runs:
-        b.tables.append(("model_runs", pd.DataFrame(runs)))
-    b.html_extra.append("<p>" + esc(ctx.L("rep.limits.next", items="")) + "</p><ul>" + "".join(
+        b.tables.append(("model_evaluation", pd.DataFrame(runs)))
+    ch = model_runs(ctx).get("churn")
+    if ch:
+        m, base = ch["metrics"], ch["metrics"].get("baseline") or {}
+        if isinstance(m.get("roc_auc"), (int, float)) and isinstance(base.get("roc_auc"), (int, float)) \
+                and m["roc_auc"] < base["roc_auc"]:
+            b.tail.append(f'<p class="note">{esc(ctx.L("rep.eval.worse"))}</p>')
+    b.tail.append("<p>" + esc(ctx.L("rep.limits.next", items="")) + "</p><ul>" + "".join(
         f"<li>{esc(ctx.L(f'rep.next.{i}'))}</li>" for i in (1, 2, 3)) + "</ul>")
     return b
+
+
+def model_runs(ctx: Context) -> dict[str, dict[str, Any]]:
+    from custlens.report.insights import model_runs as runs  # noqa: PLC0415
+
+    return runs(ctx)
+
+
+def _evaluations(ctx: Context) -> list[dict[str, str]]:
+    """One row per model: its held-out evaluation (model_runs, the CLV holdout and the forecast backtest).
+
+    Only out-of-sample numbers are shown: a model without a recorded held-out run says so instead of
+    showing how well it fits its own training data.
+    """
+    from custlens.report.insights import model_runs  # noqa: PLC0415
+
+    runs = model_runs(ctx)
+    rows: list[dict[str, str]] = []
+
+    def f3(x: Any) -> str:
+        return f"{x:.3f}" if isinstance(x, (int, float)) and x == x else "—"
+
+    def row(model: str, method: str, metric: str, n: str) -> None:
+        rows.append({ctx.L("rep.limits.model"): ctx.L(f"rep.model.{model}"), ctx.L("rep.limits.method"): method,
+                     ctx.L("rep.limits.metric"): metric, ctx.L("rep.limits.n"): n})
+
+    ch = runs.get("churn")
+    if ch:
+        m, base = ch["metrics"], ch["metrics"].get("baseline") or {}
+        w = ch["params"].get("windows") or {}
+        method = ctx.L("rep.eval.time_split", cut=w.get("test_cutoff", "—"), end=w.get("test_label_end", "—")) \
+            if ch["params"].get("evaluation") == "time_split" else ctx.L("rep.eval.cv")
+        row("churn", method, ctx.L("rep.eval.churn", roc=f3(m.get("roc_auc")), pr=f3(m.get("pr_auc")),
+                                   broc=f3(base.get("roc_auc")), bpr=f3(base.get("pr_auc")),
+                                   rate=ctx.pct(m.get("positive_rate"))),
+            ctx.L("rep.eval.n", train=ctx.num(ch["n_train"]), test=ctx.num(ch["n_test"])))
+    else:
+        row("churn", "—", ctx.L("rep.eval.none", cmd="custlens model churn"), "—")
+    cl = runs.get("clv")
+    ho = (cl or {}).get("metrics") or ctx.cache.get("clv_holdout")
+    if ho:
+        err = ho.get("aggregate_error")
+        row("clv", ctx.L("rep.eval.clv_method", weeks=ho.get("weeks", "—"), cut=ho.get("calibration_end", "—")),
+            ctx.L("rep.eval.clv", mae=f3(ho.get("mae")), corr=f3(ho.get("correlation")),
+                  agg=ctx.pct(err, signed=True) if isinstance(err, (int, float)) else "—"),
+            ctx.L("rep.eval.n1", n=ctx.num(ho.get("n_customers"))))
+    elif ctx.cache.get("clv") is not None:
+        row("clv", "—", ctx.L("rep.eval.none", cmd="custlens model clv --holdout-weeks 13"), "—")
+    ii, pop = runs.get("recommend.item_item"), runs.get("recommend.popularity")
+    if ii and pop:
+        n = ii["params"].get("n", 10)
+        hi, hp = ii["metrics"].get(f"hit_rate@{n}"), pop["metrics"].get(f"hit_rate@{n}")
+        row("recommend", ctx.L("rep.eval.rec_method", split=str(ii["params"].get("split", "—"))[:10]),
+            ctx.L("rep.eval.rec", n=n, ii=ctx.pct(hi), pop=ctx.pct(hp),
+                  ri=ctx.pct(ii["metrics"].get(f"recall@{n}")), rp=ctx.pct(pop["metrics"].get(f"recall@{n}"))),
+            ctx.L("rep.eval.n1", n=ctx.num(ii["n_test"])))
+    else:
+        row("recommend", "—", ctx.L("rep.eval.none", cmd="custlens model recommend --evaluate"), "—")
+    fe = ctx.cache.get("forecast_eval")
+    if fe:
+        row("forecast", ctx.L("rep.eval.backtest", n=fe["n_test"]), f"MAPE {ctx.pct(fe['mape'])}",
+            ctx.L("rep.eval.n1", n=fe["n_test"]))
+    return rows
 
 
 def _evidence_frame(ctx: Context, findings: list[Finding]) -> pd.DataFrame:

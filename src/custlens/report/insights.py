@@ -38,7 +38,20 @@ REGION_EN = {"华北": "North China", "东北": "Northeast China", "华东": "Ea
              "华南": "South China", "西南": "Southwest China", "西北": "Northwest China", "港澳台": "HK/Macau/Taiwan"}
 DIMS = ("region", "province", "platform", "channel", "member_level", "category")
 CHURN_WINDOW_DAYS = 120
-MIN_GROUP = 30  # smallest group a driver or cell must have before it is reported
+QUESTION_BOOST = 1.5  # a finding that answers a configured report question ranks as if 1.5× as large
+# report.questions → the findings (by id, or by type for churn drivers) that answer each question
+QUESTIONS: dict[str, tuple[str, ...]] = {
+    "raise_repurchase": ("kpi_change", "new_customer_retention", "segment_shift", "type:churn_driver_few_early_orders",
+                         "churn_risk"),
+    "cut_high_value_churn": ("clv_risk", "segment_shift", "churn_driver", "churn_risk"),
+    "improve_conversion": ("funnel_worst_step", "seasonal_dip"),
+    "optimize_channel_spend": ("channel_roi_best", "channel_roi_worst"),
+    "improve_service": ("service_satisfaction", "complaint_themes", "type:churn_driver_low_satisfaction"),
+}
+MIN_GROUP = 30
+SEGMENT_ORDER = ("important_value", "important_development", "important_retention", "important_winback",
+                 "general_value", "general_development", "general_retention", "general_winback")
+CLV_HOLDOUT_WEEKS = 13  # the CLV model is re-fitted without the last quarter and scored on it  # smallest group a driver or cell must have before it is reported
 
 register({
     "dim.region": {"zh": "地区", "en": "region"},
@@ -129,6 +142,20 @@ register({
         "zh": "{cohort}首次购买的{n}位新客中，{rate}在90天内复购，去年同期为{rate_ly}（{diff}）。",
         "en": "Of the {n} customers whose first purchase was in {cohort}, {rate} bought again within 90 days, "
               "against {rate_ly} a year earlier ({diff})."},
+    "ins.themes": {
+        "zh": "近12个月{n}张有文字的工单中{neg_share}为负面；最常见的投诉主题是「{theme}」，占负面工单的{share}"
+              "（{k}张，{c}位客户），这些工单平均满意度仅{sat_theme}，全部评分工单为{sat_all}；负面占比最高的是"
+              "「{cat}」类（{cat_neg}）。",
+        "en": "Of the {n} tickets with text in the last 12 months, {neg_share} were negative; the most common "
+              "complaint theme is “{theme}”, {share} of negative tickets ({k} tickets, {c} customers), which were "
+              "rated only {sat_theme} on average against {sat_all} for all rated tickets; “{cat}” has the highest "
+              "negative share ({cat_neg})."},
+    "ins.churn_risk": {
+        "zh": "流失模型（留出集ROC AUC {auc}）给当前{n}位活跃客户打分：{n_risk}位处于中/高风险（其中高风险{n_high}位），"
+              "预计流失约{expected}位，对应年消费约{value}；另有{n_lapsed}位已超过{h}天未购买。",
+        "en": "The churn model (held-out ROC AUC {auc}) scored {n} active customers: {n_risk} are at medium or high "
+              "risk ({n_high} high), about {expected} expected to leave, worth about {value} a year; another "
+              "{n_lapsed} have not bought for over {h} days."},
     "ins.step.view→add_to_cart": {"zh": "浏览→加购", "en": "view → add to cart"},
     "ins.step.add_to_cart→checkout": {"zh": "加购→结算", "en": "add to cart → checkout"},
     "ins.step.checkout→order": {"zh": "结算→下单", "en": "checkout → order"},
@@ -151,7 +178,16 @@ register({
     "chart.actual": {"zh": "实际", "en": "actual"},
     "chart.forecast_s": {"zh": "预测", "en": "forecast"},
     "chart.series": {"zh": "序列", "en": "series"},
+    "chart.from": {"zh": "3个月前分群", "en": "Segment 3 months ago"},
+    "chart.to": {"zh": "现在分群", "en": "Segment now"},
     "chart.migration": {"zh": "分群迁移（近3个月）", "en": "Segment migration (last 3 months)"},
+    "chart.themes": {"zh": "投诉主题（占负面工单比例）", "en": "Complaint themes (share of negative tickets)"},
+    "chart.theme": {"zh": "主题", "en": "Theme"},
+    "chart.risk": {"zh": "流失风险分布（客户数）", "en": "Churn-risk bands (customers)"},
+    "band.low": {"zh": "低风险", "en": "low risk"},
+    "band.medium": {"zh": "中风险", "en": "medium risk"},
+    "band.high": {"zh": "高风险", "en": "high risk"},
+    "band.lapsed": {"zh": "已沉默", "en": "lapsed"},
     "chart.retention": {"zh": "新客90天复购率（按首购月）", "en": "90-day repurchase of new customers by first month"},
 })
 
@@ -172,15 +208,22 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     chart: dict[str, Any] | None = None
     table: pd.DataFrame | None = None
+    answers: list[str] = field(default_factory=list)  # configured report.questions this finding answers
+
+    @property
+    def base_score(self) -> float:
+        return (self.impact + 50.0 * self.customers) * (0.5 + 0.5 * self.significance)
 
     @property
     def score(self) -> float:
-        return (self.impact + 50.0 * self.customers) * (0.5 + 0.5 * self.significance)
+        """Ranking score: the base score, × QUESTION_BOOST when it answers a configured question."""
+        return self.base_score * (QUESTION_BOOST if self.answers else 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "kind": self.kind, "section": self.section, "text": self.text,
                 "impact": round(float(self.impact), 2), "customers": int(self.customers),
-                "significance": round(float(self.significance), 3), "numbers": _plain(self.numbers),
+                "significance": round(float(self.significance), 3), "answers": list(self.answers),
+                "numbers": _plain(self.numbers),
                 "evidence": _plain({k: v for k, v in self.evidence.items()})}
 
 
@@ -234,7 +277,13 @@ class Context:
         return str(v)
 
     def readable(self, name: str) -> bool:
-        """The table exists, has rows and the acting role may read it."""
+        """The table exists, has rows and the acting role may read it (asked once per report and table)."""
+        known = self.cache.setdefault("readable", {})
+        if name not in known:
+            known[name] = self._readable(name)
+        return known[name]
+
+    def _readable(self, name: str) -> bool:
         ws = self.ws
         if not ws.has_table(name) or ws.row_count(name) == 0:
             return False
@@ -848,12 +897,16 @@ def clv_risk(ctx: Context) -> list[Finding]:
     try:
         from custlens.models.clv import clv  # noqa: PLC0415
 
-        res = clv(ctx.ws, as_of=ctx.period_end)
+        try:
+            res = clv(ctx.ws, as_of=ctx.period_end, holdout_weeks=CLV_HOLDOUT_WEEKS)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # too little history for the holdout: fit only
+            res = clv(ctx.ws, as_of=ctx.period_end)
     except (CustlensError, ImportError, ValueError, RuntimeError) as e:
         ctx.skipped["clv"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         return []
     tb = res.table
     ctx.cache["clv"] = tb
+    ctx.cache["clv_holdout"] = res.summary.get("holdout")
     if tb.empty:
         return []
     total = float(tb.clv.sum())
@@ -968,8 +1021,11 @@ def segment_shift(ctx: Context) -> list[Finding]:
     mig = mig[mig.customers >= 5]
     mig["from_l"] = [segment_label(x, ctx.lang) for x in mig["from"]]
     mig["to_l"] = [segment_label(x, ctx.lang) if x != "none" else x for x in mig["to"]]
+    order = [segment_label(x, ctx.lang) for x in SEGMENT_ORDER]
+    order += [x for x in dict.fromkeys([*mig.from_l, *mig.to_l]) if x not in order]
     ch = charts.heatmap(mig, "to_l", "from_l", "customers", title=ctx.L("chart.migration"), text=True,
-                        width=520, height=260)
+                        x_title=ctx.L("chart.to"), y_title=ctx.L("chart.from"), x_sort=order, y_sort=order,
+                        width=440, height=240, label_angle=-30)
     return [Finding(
         id="segment_shift", type="segment_downgrade", kind="descriptive", section="customers", text=text,
         impact=value_down * 0.5, customers=n_down, significance=min(1.0, n_down / max(n_from, 1) * 5),
@@ -1038,9 +1094,173 @@ def new_customer_retention(ctx: Context) -> list[Finding]:
         chart=ch, table=df)]
 
 
+def text_analysis(ctx: Context) -> Any:
+    """custlens.models.text.analyze_text over the tickets (cached per report); None when it cannot run."""
+    if "text" not in ctx.cache:
+        ctx.cache["text"] = None
+        if "text" not in ctx.ws.table("tickets").columns:  # the role may not read ticket texts
+            ctx.skipped["complaint_themes"] = "tickets.text"
+            return None
+        try:
+            from custlens.models.text import analyze_text  # noqa: PLC0415
+
+            ctx.cache["text"] = analyze_text(ctx.ws, "tickets", "category", top=5)
+        except (CustlensError, ImportError, ValueError, AttributeError) as e:
+            ctx.skipped["complaint_themes"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return ctx.cache["text"]
+
+
+def complaint_frame(ctx: Context) -> pd.DataFrame | None:
+    """Scored ticket texts of the 12 months up to the period end with their satisfaction and category."""
+    if "complaints" in ctx.cache:
+        return ctx.cache["complaints"]
+    ctx.cache["complaints"] = None
+    if not ctx.readable("tickets"):
+        return None
+    res = text_analysis(ctx)
+    if res is None or res.texts is None or res.texts.empty:
+        return None
+    tk = ctx.ws.table("tickets")
+    lo = ibis.timestamp(shift(ctx.period_start, "month", -11))
+    hi = ibis.timestamp(ctx.period_end + timedelta(1))
+    x = tk.filter(tk.created_time >= lo, tk.created_time < hi)
+    meta = x.select(id=x.ticket_id.cast("string"), satisfaction=x.satisfaction.cast("float64")).to_pandas()
+    df = res.texts.merge(meta, on="id", how="inner")
+    ctx.cache["complaints"] = df
+    return df
+
+
+def complaint_themes(ctx: Context) -> list[Finding]:
+    """Sentiment of ticket texts and the top complaint theme, with the satisfaction it goes with."""
+    if not ctx.readable("tickets"):
+        ctx.skipped["complaint_themes"] = "tickets"
+        return []
+    df = complaint_frame(ctx)
+    if df is None or df.empty:
+        ctx.skipped.setdefault("complaint_themes", "none")
+        return []
+    k_min = max(ctx.ws.config.report.min_group_size, ctx.ws.config.security.min_group_size)
+    neg = df[df["label"] == "negative"]
+    ex = neg.explode("themes").dropna(subset=["themes"])
+    if ex.empty:
+        ctx.skipped["complaint_themes"] = "none"
+        return []
+    th = ex.groupby("themes").agg(tickets=("id", "nunique"), customers=("user_id", "nunique"),
+                                  sat=("satisfaction", "mean")).reset_index()
+    th = th[th.customers >= k_min]  # small groups are never shown
+    if th.empty:
+        ctx.skipped["complaint_themes"] = "none"
+        return []
+    th["share"] = th.tickets / max(len(neg), 1)
+    th = th.sort_values(["tickets", "themes"], ascending=[False, True]).reset_index(drop=True)
+    top = th.iloc[0]
+    sat_all = float(df["satisfaction"].mean())
+    cat = df.groupby("grp").agg(n=("id", "count"), neg=("label", lambda s: float((s == "negative").mean())),
+                                customers=("user_id", "nunique")).reset_index()
+    cat = cat[(cat.n >= 10) & (cat.customers >= k_min)].sort_values("neg", ascending=False)
+    worst = cat.iloc[0] if len(cat) else None
+    label = t(f"text.theme.{top.themes}", ctx.lang)
+    neg_share = len(neg) / len(df)
+    text = ctx.L("ins.themes", n=ctx.num(len(df)), neg_share=ctx.pct(neg_share), theme=label,
+                 share=ctx.pct(top.share), k=ctx.num(top.tickets), c=ctx.num(top.customers),
+                 sat_theme=f"{top.sat:.2f}" if pd.notna(top.sat) else "—",
+                 sat_all=f"{sat_all:.2f}" if pd.notna(sat_all) else "—",
+                 cat=worst.grp if worst is not None else "—",
+                 cat_neg=ctx.pct(worst.neg) if worst is not None else "—")
+    cd = th.head(7).assign(label=[t(f"text.theme.{x}", ctx.lang) for x in th.head(7).themes])
+    ch = charts.bar(cd, "label", "share", title=ctx.L("chart.themes"), x_title=ctx.L("chart.theme"), y_title="",
+                    y_format=".0%", height=180, highlight=label)
+    churn = ctx.cache.get("churn_low_sat_excess", 0.5)
+    sat_gap = (sat_all - float(top.sat)) if pd.notna(top.sat) else 0.0
+    return [Finding(
+        id="complaint_themes", type="complaint_theme", kind="diagnostic", section="service", text=text,
+        impact=float(top.customers) * churn * _arpu_year(ctx), customers=int(top.customers),
+        significance=min(1.0, 0.5 + max(sat_gap, 0.0) / 2),
+        numbers={"texts": len(df), "negative_share": neg_share, "theme": str(top.themes), "theme_label": label,
+                 "theme_share": float(top.share), "theme_tickets": int(top.tickets),
+                 "theme_customers": int(top.customers), "theme_satisfaction": float(top.sat) if pd.notna(top.sat)
+                 else None, "satisfaction_all": sat_all, "worst_category": worst.grp if worst is not None else None,
+                 "worst_category_negative": float(worst.neg) if worst is not None else None},
+        evidence={"metric": "sentiment (lexicon), complaint themes, satisfaction",
+                  "period": f"{shift(ctx.period_start, 'month', -11)} – {ctx.period_end}",
+                  "dimension": "ticket category; theme", "filter": "tickets with text; complaint = negative "
+                  "sentiment; themes from custlens.models.text keyword map; themes of fewer than "
+                  f"{k_min} customers hidden"},
+        chart=ch, table=th.rename(columns={"themes": "theme"}))]
+
+
+def churn_risk(ctx: Context) -> list[Finding]:
+    """Distribution of the churn model's risk bands (profile churn_band / churn_risk, from `custlens model churn`)."""
+    if not ctx.readable("customer_profile"):
+        ctx.skipped["churn_risk"] = "customer_profile"
+        return []
+    cp = ctx.ws.table("customer_profile")
+    if not {"churn_band", "churn_risk"} <= set(cp.columns):
+        ctx.skipped["churn_risk"] = "churn model not run"
+        return []
+    x = cp.filter(cp.churn_band.notnull())
+    g = x.group_by(band=x.churn_band.cast("string")).aggregate(
+        n=x.count(), risk=x.churn_risk.sum().cast("float64")).to_pandas()
+    if g.empty or g.n.sum() == 0:
+        ctx.skipped["churn_risk"] = "churn model not run"
+        return []
+    by = {r.band: r for r in g.itertuples()}
+    n_of = {b: int(by[b].n) if b in by else 0 for b in ("low", "medium", "high", "lapsed")}
+    n_risk = n_of["medium"] + n_of["high"]
+    expected = float(sum(by[b].risk for b in ("medium", "high") if b in by and pd.notna(by[b].risk)))
+    arpu = _arpu_year(ctx)
+    runs = model_runs(ctx)
+    ev = runs.get("churn", {}).get("metrics", {})
+    auc = ev.get("roc_auc")
+    horizon = runs.get("churn", {}).get("params", {}).get("horizon_days") or 90
+    text = ctx.L("ins.churn_risk", auc=f"{auc:.2f}" if isinstance(auc, (int, float)) else "—",
+                 n=ctx.num(n_of["low"] + n_risk), n_risk=ctx.num(n_risk), n_high=ctx.num(n_of["high"]),
+                 expected=ctx.num(expected), value=ctx.money(expected * arpu), n_lapsed=ctx.num(n_of["lapsed"]),
+                 h=horizon)
+    order = [ctx.L(f"band.{b}") for b in ("low", "medium", "high", "lapsed")]
+    tot = sum(n_of.values()) or 1
+    cd = pd.DataFrame({"band": order, "customers": [n_of[b] for b in ("low", "medium", "high", "lapsed")]})
+    cd["label"] = [f"{ctx.num(v)} ({ctx.pct(v / tot)})" for v in cd.customers]
+    ch = charts.ordered_bars(cd, "band", "customers", order=order, colors=["#3a9e6e", "#d4a72c", "#c0504d", "#9c9c9c"],
+                             title=ctx.L("chart.risk"), label="label", height=140)
+    return [Finding(
+        id="churn_risk", type="churn_risk_high", kind="predictive", section="churn", text=text,
+        impact=expected * arpu, customers=n_risk, significance=min(1.0, max(0.3, ((auc or 0.5) - 0.5) * 3)),
+        numbers={"scored": n_of["low"] + n_risk, "at_risk": n_risk, "high": n_of["high"], "medium": n_of["medium"],
+                 "lapsed": n_of["lapsed"], "expected_churners": expected, "value": expected * arpu,
+                 "roc_auc": auc, "horizon_days": horizon},
+        evidence={"metric": "churn_risk (model probability), churn_band", "period": "as of the last churn model run",
+                  "dimension": "churn_band", "filter": "customer_profile.churn_band not null; expected churners = "
+                  "Σ churn_risk over medium and high bands; value = expected churners × yearly revenue per customer"},
+        chart=ch, table=cd.drop(columns=["label"]))]
+
+
+def model_runs(ctx: Context) -> dict[str, dict[str, Any]]:
+    """The latest held-out evaluation per model from `model_runs` (params and metrics parsed from JSON)."""
+    if "model_runs" in ctx.cache:
+        return ctx.cache["model_runs"]
+    out: dict[str, dict[str, Any]] = {}
+    if ctx.readable("model_runs"):
+        import json  # noqa: PLC0415
+
+        mr = ctx.ws.table("model_runs").to_pandas().sort_values("created_at")
+        for r in mr.itertuples():
+            def load(v: Any) -> dict[str, Any]:
+                try:
+                    x = json.loads(v) if isinstance(v, str) else {}
+                except ValueError:
+                    x = {}
+                return x if isinstance(x, dict) else {}
+
+            out[str(r.model)] = {"params": load(r.params), "metrics": load(r.metrics), "created_at": r.created_at,
+                                 "n_train": r.n_train, "n_test": r.n_test}
+    ctx.cache["model_runs"] = out
+    return out
+
+
 DETECTORS: tuple[Callable[[Context], list[Finding]], ...] = (
-    kpi_change, seasonal_dip, funnel_worst, churn_drivers, channel_roi, service_satisfaction, clv_risk,
-    gmv_forecast, segment_shift, new_customer_retention)
+    kpi_change, seasonal_dip, funnel_worst, churn_drivers, churn_risk, channel_roi, service_satisfaction,
+    complaint_themes, clv_risk, gmv_forecast, segment_shift, new_customer_retention)
 
 
 def scan(ctx: Context, detectors: tuple[Callable[[Context], list[Finding]], ...] = DETECTORS) -> list[Finding]:
@@ -1051,11 +1271,23 @@ def scan(ctx: Context, detectors: tuple[Callable[[Context], list[Finding]], ...]
             out += det(ctx)
         except CustlensError as e:
             ctx.skipped[det.__name__] = e.what
+    tag_questions(out, ctx.ws.config.report.questions)
     return rank(out)
 
 
+def answers(f: Finding, question: str) -> bool:
+    """Whether finding `f` answers the configured question (QUESTIONS; unknown questions match nothing)."""
+    return any(f.type == k[5:] if k.startswith("type:") else f.id == k for k in QUESTIONS.get(question, ()))
+
+
+def tag_questions(findings: list[Finding], questions: list[str]) -> None:
+    for f in findings:
+        f.answers = [q for q in questions if answers(f, q)]
+
+
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Order by business impact (revenue at stake, customers affected) weighted by significance."""
+    """Order by business impact (revenue at stake, customers affected) weighted by significance, boosted
+    (× QUESTION_BOOST) when the finding answers one of the report's configured questions."""
     return sorted(findings, key=lambda f: -f.score)
 
 

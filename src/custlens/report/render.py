@@ -18,7 +18,10 @@ body { background: white; font-size: 10pt; } main { max-width: none; padding: 0;
 h2 { page-break-before: auto; } .chart svg { max-width: 100%; height: auto; }
 .toc a { color: inherit; text-decoration: none; }
 .toc a::after { content: leader('.') target-counter(attr(href), page); }
-table { font-size: 8.5pt; } pre { white-space: pre-wrap; word-break: break-all; font-size: 7pt; }
+table { font-size: 8.5pt; } pre { white-space: normal; word-break: break-all; font-size: 6pt; line-height: 1.25;
+  color: #4a5561; }
+td, th { overflow-wrap: anywhere; } table.summary th { width: 6.5em; white-space: nowrap; }
+div[id^="ev-"] th { width: 5em; white-space: nowrap; } .answers { margin: 2px 0 6px; }
 .finding, .rec { page-break-inside: avoid; } details > summary { display: none; }
 """
 
@@ -64,6 +67,7 @@ def block_html(b: Block, slot: ChartSlot) -> str:
         out.append(_table(df))
     for c in b.charts:
         out.append(slot(c))
+    out.extend(b.tail)
     return "\n".join(out)
 
 

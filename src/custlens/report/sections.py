@@ -33,6 +33,31 @@ register({
     "rep.s.appendix": {"zh": "附录：数字的定义与查询", "en": "Appendix: definitions and queries behind the numbers"},
     "rep.q.raise_repurchase": {"zh": "如何提升复购率？", "en": "How do we raise repurchase?"},
     "rep.q.cut_high_value_churn": {"zh": "如何降低高价值客户流失？", "en": "How do we cut churn among high-value customers?"},
+    "rep.q.improve_conversion": {"zh": "如何提升下单转化？", "en": "How do we lift conversion?"},
+    "rep.q.optimize_channel_spend": {"zh": "渠道预算如何分配更划算？", "en": "Where should the channel budget go?"},
+    "rep.q.improve_service": {"zh": "如何改善客服体验与满意度？", "en": "How do we improve service and satisfaction?"},
+    "rep.q.rank": {"zh": "第{n}名", "en": "#{n}"},
+    "rep.q.none": {"zh": "本期没有直接回答该问题的发现。", "en": "No finding this period answers it directly."},
+    "rep.q.boost": {"zh": "回答上述问题的发现在排序时得分 ×{x}（见“关键发现”）；问题在 custlens.toml 的 "
+                          "report.questions 中配置。",
+                    "en": "Findings that answer these questions get their ranking score × {x} (see the key "
+                          "findings); the questions are set in custlens.toml under report.questions."},
+    "rep.ftitle.kpi_change": {"zh": "本月成交额、付费客户与复购率", "en": "This month's GMV, paying customers and "
+                                                                         "repurchase rate"},
+    "rep.ftitle.seasonal_dip": {"zh": "异常下滑月份及其来源", "en": "The month that dipped, and where"},
+    "rep.ftitle.funnel_worst_step": {"zh": "转化最弱的漏斗步骤", "en": "The weakest funnel step"},
+    "rep.ftitle.churn_driver": {"zh": "流失驱动因素", "en": "What drives churn"},
+    "rep.ftitle.churn_risk": {"zh": "流失风险客户（模型预测）", "en": "Customers at churn risk (model)"},
+    "rep.ftitle.channel_roi_best": {"zh": "ROI最高与最低的渠道", "en": "Best and worst channel by ROI"},
+    "rep.ftitle.channel_roi_worst": {"zh": "ROI最低的渠道", "en": "The lowest-ROI channel"},
+    "rep.ftitle.service_satisfaction": {"zh": "工单满意度与最弱类别", "en": "Ticket satisfaction and the weakest "
+                                                                                 "category"},
+    "rep.ftitle.complaint_themes": {"zh": "首要投诉主题与满意度", "en": "Top complaint theme and its satisfaction"},
+    "rep.ftitle.clv_risk": {"zh": "预测CLV与流失风险的高价值客户", "en": "Predicted CLV and high-value customers at "
+                                                                                "risk"},
+    "rep.ftitle.gmv_forecast": {"zh": "下月成交额预测", "en": "Next month's GMV forecast"},
+    "rep.ftitle.segment_shift": {"zh": "重要价值客户降级", "en": "Important-value customers moving down"},
+    "rep.ftitle.new_customer_retention": {"zh": "新客90天复购", "en": "New customers' 90-day repurchase"},
     "rep.questions": {"zh": "本报告回答的业务问题", "en": "Business questions this report answers"},
     "rep.scope": {"zh": "分析期为{period}（{start} 至 {end}）；趋势与同比使用此前最多24个月的数据。覆盖 {customers} 位客户、"
                             "{orders} 笔订单、{events} 条行为事件、{tickets} 张工单。",
@@ -151,7 +176,7 @@ register({
     "rep.sec.service": {"zh": "客服与满意度", "en": "Service and satisfaction"},
     "rep.sec.customers": {"zh": "客户价值与留存", "en": "Customer value and retention"},
     "rep.sec.forecast": {"zh": "预测", "en": "Forecast"},
-    "rep.themes": {"zh": "投诉主题（低分工单类别）", "en": "Complaint themes (categories of low-rated tickets)"},
+    "rep.themes": {"zh": "投诉主题与文字情感（按工单类别）", "en": "Complaint themes and sentiment by ticket category"},
     "rep.paths": {"zh": "常见会话路径", "en": "Common session paths"},
     "rep.path": {"zh": "路径", "en": "Path"},
     "rep.count": {"zh": "次数", "en": "Count"},
@@ -199,6 +224,7 @@ class Block:
     charts: list[dict[str, Any]] = field(default_factory=list)
     empty: str | None = None
     html_extra: list[str] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)  # HTML after the tables and charts
 
 
 def none_text(ctx: Context, why: str) -> str:
@@ -208,8 +234,7 @@ def none_text(ctx: Context, why: str) -> str:
 def scope(ctx: Context) -> Block:
     b = Block("scope", ctx.L("rep.s.scope"))
     qs = ctx.ws.config.report.questions
-    b.paragraphs.append(ctx.L("rep.questions") + "：" if ctx.lang == "zh" else ctx.L("rep.questions") + ":")
-    b.html_extra.append("<ul>" + "".join(f"<li>{_q(ctx, q)}</li>" for q in qs) + "</ul>")
+    b.html_extra.append(_questions_html(ctx, qs))
     cnt = {k: _count(ctx, k) for k in ("customers", "orders", "events", "tickets")}
     b.paragraphs.append(ctx.L("rep.scope", period=ctx.month(ctx.period_start), start=ctx.period_start.isoformat(),
                               end=ctx.period_end.isoformat(),
@@ -218,6 +243,27 @@ def scope(ctx: Context) -> Block:
     if stray:
         b.paragraphs.append(ctx.L("rep.stray", n=ctx.num(stray)))
     return b
+
+
+def _questions_html(ctx: Context, qs: list[str]) -> str:
+    """Each configured question with the ranked findings that answer it (they get the ranking boost)."""
+    from custlens.report.insights import QUESTION_BOOST  # noqa: PLC0415
+    from custlens.report.page import esc  # noqa: PLC0415
+
+    findings = ctx.cache.get("findings") or []
+    items = []
+    for q in qs:
+        hits = [(i, f) for i, f in enumerate(findings, 1) if q in f.answers]
+        if hits:
+            sub = "".join(f'<li><a href="#f-{esc(f.id)}">{esc(ctx.L("rep.q.rank", n=i))}</a> '
+                          f'{esc(ctx.L(f"rep.ftitle.{f.id}"))}</li>' for i, f in hits)
+            body = f'<ul class="answers">{sub}</ul>'
+        else:
+            body = f'<div class="empty">{esc(ctx.L("rep.q.none"))}</div>'
+        items.append(f"<li><b>{_q(ctx, q)}</b>{body}</li>")
+    head = f"<p><b>{esc(ctx.L('rep.questions'))}{'：' if ctx.lang == 'zh' else ':'}</b></p>"
+    note = f'<p class="note">{esc(ctx.L("rep.q.boost", x=f"{QUESTION_BOOST:g}"))}</p>'
+    return head + "<ul>" + "".join(items) + "</ul>" + note
 
 
 def _q(ctx: Context, q: str) -> str:
@@ -345,13 +391,7 @@ def segments(ctx: Context) -> Block:
     cd = seg.dropna(subset=["customers"]).assign(label=[segment_label(x, ctx.lang) for x in
                                                         seg.dropna(subset=["customers"]).segment])
     b.charts.append(charts.treemap_bars(cd, "label", "customers", "revenue_share", title=ctx.L("rep.seg.chart")))
-    tr = ctx.cache.get("transition")
-    if tr is not None:
-        try:
-            b.charts.append(tr.chart(ctx.lang))
-        except Exception:  # noqa: BLE001  (the migration chart is optional; the table is in the findings)
-            pass
-    return b
+    return b  # the segment migration heatmap is shown with its finding (4. findings, customer value)
 
 
 def _traits(ctx: Context, segment: str) -> str:
