@@ -361,15 +361,9 @@ def _products(rng: np.random.Generator, lang: str, n: int = 500) -> pd.DataFrame
     return df
 
 
-FAV_SHARE = 0.6  # share of a customer's non-bundle order lines drawn from their favourite category
-
-
 def _items(rng: np.random.Generator, nord: int, seg_o: np.ndarray, products: pd.DataFrame,
-           night_big: np.ndarray, fav_o: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Order lines: popular products, the customer's favourite category, planted bundles.
-
-    Returns the lines and the bundle index per order.
-    """
+           night_big: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Order lines: popular products plus planted bundles; returns lines and the bundle index per order."""
     spec = [SEGMENTS[s] for s in SEG_NAMES]
     lines = 1 + np.minimum(rng.poisson(np.array([s["lines"] for s in spec])[seg_o]), 4)
     bundles = products.attrs["bundles"]
@@ -385,16 +379,6 @@ def _items(rng: np.random.Generator, nord: int, seg_o: np.ndarray, products: pd.
     pos = np.arange(len(oid)) - np.repeat(np.cumsum(lines) - lines, lines)
     pop = products["pop"].to_numpy()
     prod = rng.choice(len(products), size=len(oid), p=pop / pop.sum())
-    if fav_o is not None:  # customers keep coming back to their favourite category
-        cat = products["cat"].to_numpy()
-        take = rng.random(len(oid)) < FAV_SHARE
-        fav_line = fav_o[oid]
-        for c in np.unique(fav_o):
-            lines_c = np.flatnonzero(take & (fav_line == c))
-            members = np.flatnonzero(cat == c)
-            if len(lines_c) and len(members):
-                w = pop[members] / pop[members].sum()
-                prod[lines_c] = members[rng.choice(len(members), size=len(lines_c), p=w)]
     for b, (ids, _) in enumerate(bundles):
         for k, pid in enumerate(ids):
             prod[(which[oid] == b) & (pos == k)] = pid
@@ -453,9 +437,7 @@ def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn) ->
     status[kind >= 2] = 0
     pay = rng.choice(len(V.PAYMENTS), size=nord, p=V.PAYMENT_W)
     products = _products(rng, lang)
-    cat_pop = np.bincount(products["cat"].to_numpy(), weights=products["pop"].to_numpy())
-    fav = rng.choice(len(cat_pop), size=len(cu), p=cat_pop / cat_pop.sum())
-    items, bundle_of = _items(rng, nord, so, products, kind == 3, fav_o=fav[owner])
+    items, bundle_of = _items(rng, nord, so, products, kind == 3)
     gross = np.bincount(items["o"], weights=items["quantity"] * items["unit_price"], minlength=nord)
     spec = [SEGMENTS[s] for s in SEG_NAMES]
     lo, hi = np.array([s["disc"][0] for s in spec])[so], np.array([s["disc"][1] for s in spec])[so]

@@ -260,7 +260,4 @@ def measure(*, b: dict[str, Any], orders: pd.DataFrame, items: pd.DataFrame, tic
         "seasonality": _seasonality(b, orders),
         "anomalies": _anomalies(b, orders),
         "identity": ident,
-        "preferences": {"favourite_category_share": 0.6,
-                        "definition": "each customer has a favourite category (drawn by category popularity); "
-                                      "60% of their non-bundle order lines come from it"},
     }
