@@ -111,7 +111,7 @@ def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None
         ("anomalies", lambda: anomalies(ws)),
         ("clusters", lambda: clusters(ws, k_range=(3, 6))),
         ("text", lambda: analyze_text(ws, "tickets", write=True)),
-        ("recommend", lambda: recommend(ws, write=True)),
+        ("recommend", lambda: recommend(ws, write=True, evaluate=True)),
         ("alerts", lambda: run_alerts(ws)),
     ]
     for name, fn in steps:

@@ -576,7 +576,7 @@ def _evaluations(ctx: Context) -> list[dict[str, str]]:
             ctx.L("rep.eval.n1", n=ctx.num(ho.get("n_customers"))))
     elif ctx.cache.get("clv") is not None:
         row("clv", "—", ctx.L("rep.eval.none", cmd="custlens model clv --holdout-weeks 13"), "—")
-    ii, pop = runs.get("recommend.item_item"), runs.get("recommend.popularity")
+    ii, pop = runs.get("recommend.hybrid") or runs.get("recommend.item_item"), runs.get("recommend.popularity")
     if ii and pop:
         n = ii["params"].get("n", 10)
         hi, hp = ii["metrics"].get(f"hit_rate@{n}"), pop["metrics"].get(f"hit_rate@{n}")
