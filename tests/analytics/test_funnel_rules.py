@@ -225,3 +225,18 @@ def test_funnel_cli_json_and_chart(ws, monkeypatch):
     assert doc["breakdowns"]["APP"][1]["count"] == 1
     spec = funnel(ws, "view,cart").chart()
     assert spec["mark"]["type"] == "bar" if isinstance(spec["mark"], dict) else spec["mark"] == "bar"
+
+
+def test_funnel_same_timestamp_step1_events_latest_anchors(ws):
+    # two views in the same millisecond (ordered by event_id): the later one anchors, so first_touch
+    # attribution is deterministic (it used to depend on the engine's tie order)
+    _ev(ws, [("a", "view", 0, "APP"), ("a", "view", 0, "web"), ("a", "cart", 10, "web")])
+    for order in ("ordered", "strict"):
+        res = funnel(ws, "view,cart", order=order, breakdown="platform", attribution="first_touch")
+        assert _bd(res) == {"web": [1, 1]}, order
+
+
+def test_funnel_breakdown_ties_sorted_by_value(ws):
+    _ev(ws, [("a", "view", 0, "web"), ("b", "view", 0, "APP"), ("c", "view", 0, "mini")])
+    res = funnel(ws, "view,cart", breakdown="platform")
+    assert list(res.breakdowns) == ["APP", "mini", "web"]

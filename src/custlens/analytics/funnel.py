@@ -20,6 +20,7 @@ from custlens.analytics._time import (
     date_bounds,
     events_table,
     filter_range,
+    materialized,
     parse_duration,
     person_expr,
     seconds,
@@ -219,69 +220,93 @@ def _next_after(state: ir.Table, state_key: ir.Value, events: ir.Table, ev_key: 
     return u.filter(u._kind == 1).drop("_k", "_kind")
 
 
-def _prepare_events(ws: Workspace, steps: list[FunnelStep], exclusions: list[tuple[str, int, int]],
-                    breakdown: str | None, unit_by_value: bool, strict: bool,
-                    start: Any, end: Any) -> ir.Table:
-    ev = filter_range(events_table(ws), "event_time", start, end)
+def _prepare_events(ws: Workspace, events: ir.Table, steps: list[FunnelStep],
+                    exclusions: list[tuple[str, int, int]], breakdown: str | None, unit_by_value: bool,
+                    order: str, start: Any, end: Any) -> ir.Table:
+    """Step (and exclusion) events of each unit in one sort: `seq` is their order (time, lowest step,
+    event_id); in the same window pass, ordered funnels get the time of the next event of each step
+    and strict funnels the next n-1 events."""
+    n = len(steps)
+    ev = filter_range(events, "event_time", start, end)
+    if order != "strict":  # strict needs every event (any other event breaks the chain)
+        names = sorted({s.event for s in steps} | {x[0] for x in exclusions})
+        ev = ev.filter(ev.event.isin(names))
     ev = ev.mutate(person=person_expr(ev)).filter(lambda e: e.person.notnull())
     ev = attach_breakdown(ws, ev, breakdown)
     flags = {f"m{i + 1}": step_filter(ev, s.event, s.where) for i, s in enumerate(steps)}
     xflags = {f"x{j + 1}": ev.event == x[0] for j, x in enumerate(exclusions)}
     ev = ev.mutate(**flags, **xflags)
-    if not strict:
+    if order != "strict":
         anyf = ibis.literal(False)
         for c in [*flags, *xflags]:
             anyf |= ev[c]
         ev = ev.filter(anyf)
     unit = (ev.person + ibis.literal("\x1f") + ev.bval) if unit_by_value else ev.person
-    minstep = ibis.cases(*[(ev[f"m{i + 1}"], i + 1) for i in range(len(steps))], else_=len(steps) + 1)
-    ev = ev.mutate(unit=unit, _minstep=minstep)
-    eid = ev.event_id.cast("string").coalesce(ibis.literal(""))
-    seq = ibis.row_number().over(ibis.window(group_by=ev.unit, order_by=[ev.event_time, ev._minstep, eid]))
-    return ev.select("unit", "person", "bval", *flags, *xflags, seq=seq, ts=seconds(ev.event_time))
+    minstep = ibis.cases(*[(ev[f"m{i + 1}"], i + 1) for i in range(n)], else_=n + 1)
+    ev = ev.mutate(unit=unit, _minstep=minstep, _eid=ev.event_id.cast("string").coalesce(ibis.literal("")),
+                   ts=seconds(ev.event_time))
+    keys = [ev.event_time, ev._minstep, ev._eid]
+    w = ibis.window(group_by=ev.unit, order_by=keys)
+    cols: dict[str, Any] = {"seq": ibis.row_number().over(w)}
+    if order == "ordered":
+        after = ibis.window(group_by=ev.unit, order_by=keys, rows=(1, None))
+        for k in range(2, n + 1):
+            cols[f"_T{k}"] = ev.ts.min(where=ev[f"m{k}"]).over(after)
+    elif order == "strict":
+        for j in range(1, n):
+            cols[f"_lm{j}"] = ev[f"m{j + 1}"].lead(j).over(w)
+            cols[f"_lt{j}"] = ev.ts.lead(j).over(w)
+        upto = ibis.window(group_by=ev.unit, order_by=keys, preceding=None, following=0)
+        cols["_f1"] = ev.ts.min(where=ev.m1).over(upto)
+    return ev.select("unit", "person", "bval", *flags, *xflags, "ts", **cols)
 
 
-def _ordered_attempts(ev: ir.Table, n: int, win: float, prune: bool = True) -> ir.Table:
-    """One row per step-1 event: the greedy chain of later step events within the window."""
-    if prune:
-        # A step-1 event followed by another step-1 event before any step-2 event is superseded (the
-        # latest step-1 event anchors the attempt); the unit's first step-1 event is kept because it
-        # is the attempt of people who never get past step 1. Not used with exclusions, where an
-        # earlier clean attempt can still matter.
-        rel = ev.filter(ev.m1 | ev.m2)
-        wr = ibis.window(group_by=rel.unit, order_by=rel.seq)
-        rel = rel.mutate(_nxt_only1=(rel.m1 & ~rel.m2).lead().over(wr),
-                         _first1=rel.seq.min(where=rel.m1).over(ibis.window(group_by=rel.unit)))
-        anchors = rel.filter(rel.m1 & (rel._nxt_only1.isnull() | ~rel._nxt_only1 | (rel.seq == rel._first1)))
-    else:
-        anchors = ev.filter(ev.m1)
-    att = anchors.select("unit", aseq=anchors.seq, a_ts=anchors.ts, s1=anchors.seq, t1=anchors.ts)
+def _ordered_attempts(ev: ir.Table, n: int, win: float, need_seq: bool) -> ir.Table:
+    """One row per step-1 event: the greedy chain (each step's first event after the previous step).
+
+    `_Tk` is the time of the first step-k event after each row. The chain hops through steps 2..k-1:
+    "X at the first step-j event after this row" is min(X over later step-j rows) because X only grows
+    along the order, so step k needs k-2 further window passes (none for step 2) and no joins.
+    """
+    a = ev
+    if not need_seq:  # the hops only look at step 1..n-1 events (step n's time is already in `_Tn`)
+        keep = ibis.literal(False)
+        for k in range(1, n):
+            keep |= ev[f"m{k}"]
+        a = ev.filter(keep)
+    after = ibis.window(group_by=a.unit, order_by=a.seq, rows=(1, None))
+    if need_seq:
+        a = a.mutate(**{f"_N{k}": a.seq.min(where=a[f"m{k}"]).over(after) for k in range(2, n + 1)})
+    for hop in range(1, n - 1):
+        upd: dict[str, Any] = {}
+        for k in range(hop + 2, n + 1):
+            j = k - hop
+            upd[f"_T{k}"] = a[f"_T{k}"].min(where=a[f"m{j}"]).over(after)
+            if need_seq:
+                upd[f"_N{k}"] = a[f"_N{k}"].min(where=a[f"m{j}"]).over(after)
+        a = a.mutate(**upd)
+    att = a.filter(a.m1)
+    cols: dict[str, Any] = {"unit": att.unit, "aseq": att.seq, "a_ts": att.ts, "s1": att.seq, "t1": att.ts}
+    ok = ibis.literal(True)
     for k in range(2, n + 1):
-        key = att[f"s{k - 1}"].coalesce(ibis.literal(_BIG_INT, "int64"))
-        evk = ev.filter(ev[f"m{k}"])
-        att = _next_after(att, key, evk, "seq", {"_ns": "seq", "_nt": "ts"})
-        ok = att[f"t{k - 1}"].notnull() & att._nt.notnull() & (att._nt - att.a_ts <= win)
-        att = att.mutate(**{f"s{k}": ibis.cases((ok, att._ns), else_=ibis.null("int64")),
-                            f"t{k}": ibis.cases((ok, att._nt), else_=ibis.null("float64"))}).drop("_ns", "_nt")
-    return att
+        tk = att[f"_T{k}"]
+        ok = ok & tk.notnull() & (tk - att.ts <= win)
+        cols[f"s{k}"] = ibis.cases((ok, att[f"_N{k}"]), else_=ibis.null("int64")) if need_seq \
+            else ibis.null("int64")
+        cols[f"t{k}"] = ibis.cases((ok, tk), else_=ibis.null("float64"))
+    return att.select(**cols)
 
 
 def _strict_attempts(ev: ir.Table, n: int, win: float) -> ir.Table:
-    """Strict order: step k must be the person's very next event after step k-1."""
-    w = ibis.window(group_by=ev.unit, order_by=ev.seq)
-    leads = {}
-    for j in range(1, n):
-        leads[f"_lm{j}"] = ev[f"m{j + 1}"].lead(j).over(w)
-        leads[f"_lt{j}"] = ev.ts.lead(j).over(w)
-        leads[f"_ls{j}"] = ev.seq.lead(j).over(w)
-    ev2 = ev.mutate(**leads)
-    att = ev2.filter(ev2.m1)
+    """Strict order: step k must be the person's very next event after step k-1. Only step-1 events
+    whose next event is step 2, and each unit's earliest step-1 events, can be a unit's best attempt."""
+    att = ev.filter(ev.m1 & (ev._lm1.fill_null(False) | (ev.ts == ev._f1)))
     cols: dict[str, Any] = {"unit": att.unit, "aseq": att.seq, "a_ts": att.ts, "s1": att.seq, "t1": att.ts}
     ok = ibis.literal(True)
     for k in range(2, n + 1):
         j = k - 1
         ok = ok & att[f"_lm{j}"].fill_null(False) & (att[f"_lt{j}"] - att.ts <= win)
-        cols[f"s{k}"] = ibis.cases((ok, att[f"_ls{j}"]), else_=ibis.null("int64"))
+        cols[f"s{k}"] = ibis.cases((ok, att.seq + j), else_=ibis.null("int64"))
         cols[f"t{k}"] = ibis.cases((ok, att[f"_lt{j}"]), else_=ibis.null("float64"))
     return att.select(**cols)
 
@@ -340,7 +365,7 @@ def _mark_exclusions(att: ir.Table, ev: ir.Table, exclusions: list[tuple[str, in
     return att
 
 
-def _best_attempts(att: ir.Table, n: int) -> ir.Table:
+def _best_attempts(att: ir.Table, n: int, exclusions: bool) -> ir.Table:
     """Each unit's best clean attempt (furthest step; then earliest completion; then latest start).
     Units whose furthest-reaching attempt is excluded, with no clean attempt as far, are dropped."""
     reached = ibis.literal(1)
@@ -348,13 +373,18 @@ def _best_attempts(att: ir.Table, n: int) -> ir.Table:
         reached = reached + att[f"t{k}"].notnull().cast("int64")
     t_reached = ibis.cases(*[(reached == k, att[f"t{k}"]) for k in range(1, n + 1)], else_=att.t1)
     att = att.mutate(reached=reached, t_reached=t_reached)
+    if not exclusions:  # one window: furthest, then earliest completion, then latest start
+        order = [ibis.desc(att.reached), att.t_reached, ibis.desc(att.a_ts), ibis.desc(att.aseq)]
+        att = att.mutate(_rn=ibis.row_number().over(ibis.window(group_by=att.unit, order_by=order)))
+        return att.filter(att._rn == 0).drop("_rn")
     wu = ibis.window(group_by=att.unit)
     att = att.mutate(
         _mc=att.reached.max(where=~att.excluded).over(wu),
         _mx=att.reached.max(where=att.excluded).over(wu),
     )
     att = att.filter(~att.excluded & (att.reached == att._mc) & (att._mx.isnull() | (att._mc >= att._mx)))
-    rn = ibis.row_number().over(ibis.window(group_by=att.unit, order_by=[att.t_reached, ibis.desc(att.a_ts)]))
+    rn = ibis.row_number().over(ibis.window(group_by=att.unit,
+                                            order_by=[att.t_reached, ibis.desc(att.a_ts), ibis.desc(att.aseq)]))
     att = att.mutate(_rn=rn)
     return att.filter(att._rn == 0).drop("_rn", "_mc", "_mx")
 
@@ -395,22 +425,24 @@ def _steps_frame(row: dict[str, Any], steps: list[FunnelStep]) -> pd.DataFrame:
     return pd.DataFrame.from_records(recs)
 
 
-def _run(ws: Workspace, steps: list[FunnelStep], order: str, win: float, exclusions: list[tuple[str, int, int]],
-         breakdown: str | None, attr: tuple[str, int | None], start: Any, end: Any) -> ir.Table:
+def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, win: float,
+         exclusions: list[tuple[str, int, int]], breakdown: str | None, attr: tuple[str, int | None],
+         start: Any, end: Any) -> ir.Table:
     n = len(steps)
     by_value = breakdown is not None and attr[0] == "all_events"
-    ev = _prepare_events(ws, steps, exclusions, breakdown, by_value, order == "strict", start, end)
+    need_seq = breakdown is not None and attr[0] != "all_events"  # attribution looks events up by seq
+    ev = _prepare_events(ws, events, steps, exclusions, breakdown, by_value, order, start, end)
     if order == "strict":
         att = _strict_attempts(ev, n, win)
     elif order == "unordered":
         att = _unordered_attempts(ev, n, win)
     else:
-        att = _ordered_attempts(ev, n, win, prune=not exclusions)
+        att = _ordered_attempts(ev, n, win, need_seq)
     if exclusions:
         att = _mark_exclusions(att, ev, exclusions, win)
     else:
         att = att.mutate(excluded=ibis.literal(False))
-    best = _best_attempts(att, n)
+    best = _best_attempts(att, n, bool(exclusions))
     if breakdown is None:
         return best
     kind, k = attr
@@ -443,18 +475,28 @@ def funnel(ws: Workspace, steps: Any, *, window: str | float = "14d", order: str
     attr = parse_attribution(attribution, n)
     start, end = date_bounds(date_from, date_to, as_of)
 
-    best = _run(ws, parsed, order, win, excl, None, attr, start, end)
-    overall = _steps_frame(_first_row(_aggregate(best, n, None)), parsed)
+    events = events_table(ws)
+    if breakdown is not None and breakdown not in events.columns and not (
+            ws.has_table("customers") and breakdown in ws.table("customers").columns):
+        raise InputError(t("beh.no_column", None, name=breakdown), where="breakdown",
+                         fix=t("beh.no_column.fix", None, cols=", ".join(
+                             c for c in events.columns if not c.startswith("_"))))
     breakdowns: dict[str, pd.DataFrame] = {}
+    if breakdown is None or attr[0] == "all_events":
+        best = _run(ws, events, parsed, order, win, excl, None, attr, start, end)
+        overall = _steps_frame(_first_row(_aggregate(best, n, None)), parsed)
+        if breakdown is not None:
+            bbest = _run(ws, events, parsed, order, win, excl, breakdown, attr, start, end)
+            agg = _aggregate(bbest, n, "bval")
+    else:
+        # attribution only labels each person's best attempt: one run gives both tables
+        bbest = _run(ws, events, parsed, order, win, excl, breakdown, attr, start, end)
+        with materialized(ws, bbest) as cached:
+            overall = _steps_frame(_first_row(_aggregate(cached, n, None)), parsed)
+            agg = _aggregate(cached, n, "bval")
     if breakdown is not None:
-        if breakdown not in ws.table("events").columns and not (
-                ws.has_table("customers") and breakdown in ws.table("customers").columns):
-            raise InputError(t("beh.no_column", None, name=breakdown), where="breakdown",
-                             fix=t("beh.no_column.fix", None, cols=", ".join(
-                                 c for c in ws.table("events").columns if not c.startswith("_"))))
-        bbest = _run(ws, parsed, order, win, excl, breakdown, attr, start, end)
-        agg = _aggregate(bbest, n, "bval")
-        agg = agg.sort_values("c1", ascending=False, kind="stable")
+        agg = agg.assign(_key=agg["bval"].astype(str)).sort_values(["c1", "_key"], ascending=[False, True],
+                                                                    kind="stable")
         for rec in agg.to_dict(orient="records"):
             breakdowns[str(rec["bval"])] = _steps_frame(rec, parsed)
 
