@@ -99,14 +99,14 @@ def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None
     from custlens.models.anomalies import anomalies  # noqa: PLC0415
     from custlens.models.churn import churn  # noqa: PLC0415
     from custlens.models.clusters import clusters  # noqa: PLC0415
-    from custlens.models.clv import score_clv  # noqa: PLC0415
+    from custlens.models.clv import clv, score_clv  # noqa: PLC0415
     from custlens.models.recommend import recommend  # noqa: PLC0415
     from custlens.models.text import analyze_text  # noqa: PLC0415
     from custlens.profile.build import write_scores  # noqa: PLC0415
 
     say(t("demo.step.models", lang))
     steps = [
-        ("clv", lambda: write_scores(ws, score_clv(ws))),
+        ("clv", lambda: (write_scores(ws, score_clv(ws)), clv(ws, holdout_weeks=13))),
         ("churn", lambda: churn(ws)),
         ("anomalies", lambda: anomalies(ws)),
         ("clusters", lambda: clusters(ws, k_range=(3, 6))),

@@ -464,10 +464,16 @@ def clv(ws: Workspace, *, as_of: Any = None, model: str = "bgnbd", horizon_month
         "spend_params": gg.params_, "spend_standard_errors": gg.standard_errors_, "spend_log_likelihood": gg.log_likelihood_, "n_repeat_customers": gg.n_customers_,
         "total_clv": float(table["clv"].sum()), "mean_clv": float(table["clv"].mean()),
     }
-    if holdout_weeks:
-        summary["holdout"] = _holdout(ws, as_of_d, int(holdout_weeks), model)
     params = {"as_of": as_of_d, "model": model, "horizon_months": horizon_months,
               "discount_rate_monthly": discount_rate_monthly, "unit": "W", "holdout_weeks": holdout_weeks}
+    if holdout_weeks:
+        ho = _holdout(ws, as_of_d, int(holdout_weeks), model)
+        summary["holdout"] = ho
+        if not ws.read_only:  # the held-out evaluation is what the report shows, never the fit's own LL
+            from custlens.models.features import record_run  # noqa: PLC0415
+
+            record_run(ws, "clv", {**params, "weeks": int(holdout_weeks)}, {**ho, "weeks": int(holdout_weeks)},
+                       n_train=int(tm.n_customers_), n_test=int(ho.get("n_customers") or 0))
     return CLVResult(table=table, params=params, summary=summary)
 
 
