@@ -1,14 +1,25 @@
-"""Event collection throughput: a real `custlens serve` on loopback under a bounded httpx load generator.
+"""Event collection throughput: a real `custlens serve` on loopback under a bounded load generator.
 
-Cases: single-event /v1/track calls and 100-event /v1/batch calls. Reported per case: acknowledged
-events/s (client view), end-to-end events/s (until the last acknowledged event is in the warehouse),
-request latency p50/p99, and loss = acknowledged - stored (must be 0). The load generator runs on the
-same machine as the server, so both share the cores.
+Cases: single-event /v1/track calls and 100-event /v1/batch calls, each with two clients:
+
+- `wrk` (C, with a Lua POST script) when installed (Debian: `apt-get install wrk`); it needs little CPU, so
+  the numbers are close to what the server does when the clients are on other machines;
+- a Python httpx client (threads), which shares the same cores with the server — a pessimistic view.
+
+Reported per case: acknowledged events/s (client view), end-to-end events/s (until the last acknowledged
+event is in the warehouse), request latency p50/p99, and loss = acknowledged - stored (must be 0). Every
+case uses its own write key and message ids, so the stored count per key is exact. Load is bounded in
+time (the seconds of the size) and count (wrk stops a connection after its share of requests).
+
+    python bench/bench_collect.py S            # both clients (wrk only if installed)
+    python bench/bench_collect.py S wrk        # one client: wrk | httpx
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,15 +27,70 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 
-SIZES = {  # (single-event calls, batch calls of 100, client threads single, client threads batch, seconds cap)
-    "S": (3_000, 300, 8, 4, 60),
-    "M": (10_000, 1_000, 8, 4, 120),
-    "L": (30_000, 3_000, 12, 6, 300),
+SIZES = {  # single calls, batch calls of 100, httpx threads single/batch, wrk connections single/batch, wrk s, cap s
+    "S": (3_000, 300, 8, 4, 16, 8, 8, 60),
+    "M": (10_000, 1_000, 8, 4, 32, 8, 15, 120),
+    "L": (30_000, 3_000, 12, 6, 64, 16, 30, 300),
 }
+
+EVENT = ('{{"type":"track","event":"view","userId":"u{u}","messageId":"{mid}","timestamp":"2024-05-01T10:00:00Z",'
+         '"properties":{{"product_id":"p{p}","duration":{d}}},"context":{{"ip":"10.0.{a}.{b}","platform":"web"}}}}')
+
+# wrk script: unique message ids per run/thread/request; counts 200s and the "accepted" numbers; stops each
+# thread after CL_MAX requests (count bound) — the -d duration is the time bound.
+LUA = r"""
+local run = os.getenv("CL_RUN")
+local per = tonumber(os.getenv("CL_PER"))
+local maxreq = tonumber(os.getenv("CL_MAX"))
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  ok, bad, acc, done_ = 0, 0, 0, 0
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("CL_KEY")
+end
+local function ev(n, i)
+  return string.format('{"type":"track","event":"view","userId":"u%d","messageId":"%s-%d-%d-%d",' ..
+    '"timestamp":"2024-05-01T10:00:00Z","properties":{"product_id":"p%d","duration":%d},' ..
+    '"context":{"ip":"10.0.%d.%d","platform":"web"}}', (n * per + i) % 5000, run, tid, n, i, i % 300, i % 60,
+    n % 250, i % 250)
+end
+function request()
+  counter = counter + 1
+  if per == 1 then
+    return wrk.format("POST", "/v1/track", nil, ev(counter, 0))
+  end
+  local evs = {}
+  for i = 0, per - 1 do evs[#evs + 1] = ev(counter, i) end
+  return wrk.format("POST", "/v1/batch", nil, '{"batch":[' .. table.concat(evs, ",") .. ']}')
+end
+function response(status, headers, body)
+  done_ = done_ + 1
+  if status == 200 then
+    ok = ok + 1
+    acc = acc + (tonumber(string.match(body, '"accepted":%s*(%d+)')) or 0)
+  else
+    bad = bad + 1
+  end
+  if done_ >= maxreq then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local o, b, a = 0, 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); b = b + t:get("bad"); a = a + t:get("acc") end
+  io.write(string.format("CLRESULT ok=%d bad=%d accepted=%d p50_us=%d p99_us=%d dur_us=%d errors=%d\n", o, b, a,
+    latency:percentile(50), latency:percentile(99), summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
 
 
 def _free_port() -> int:
@@ -62,8 +128,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _load(url: str, key: str, *, calls: int, per_call: int, threads: int, cap_s: float, tag: str
-          ) -> tuple[int, list[float], float]:
+def _load_httpx(url: str, key: str, *, calls: int, per_call: int, threads: int, cap_s: float, tag: str
+                ) -> tuple[int, list[float], float]:
     """Send `calls` requests of `per_call` events from `threads` threads (stops at cap_s) → (acked, latencies, s)."""
     lock = threading.Lock()
     acked = [0]
@@ -79,15 +145,12 @@ def _load(url: str, key: str, *, calls: int, per_call: int, threads: int, cap_s:
                     n = next(counter, None)
                 if n is None:
                     return
-                evs = [{"type": "track", "event": "view", "userId": f"u{(n * per_call + i) % 5000}",
-                        "messageId": f"{tag}-{n}-{i}", "timestamp": "2024-05-01T10:00:00Z",
-                        "properties": {"product_id": f"p{i % 300}", "duration": i % 60},
-                        "context": {"ip": f"10.0.{n % 250}.{i % 250}", "platform": "web"}} for i in range(per_call)]
+                evs = [EVENT.format(u=(n * per_call + i) % 5000, mid=f"{tag}-{n}-{i}", p=i % 300, d=i % 60,
+                                    a=n % 250, b=i % 250) for i in range(per_call)]
+                body = evs[0] if per_call == 1 else '{"batch":[' + ",".join(evs) + "]}"
                 s = time.perf_counter()
-                if per_call == 1:
-                    r = c.post(url + "/v1/track", json=evs[0])
-                else:
-                    r = c.post(url + "/v1/batch", json={"batch": evs})
+                r = c.post(url + ("/v1/track" if per_call == 1 else "/v1/batch"), content=body.encode(),
+                           headers={"content-type": "application/json"})
                 e = time.perf_counter() - s
                 with lock:
                     lat.append(e)
@@ -102,52 +165,98 @@ def _load(url: str, key: str, *, calls: int, per_call: int, threads: int, cap_s:
     return acked[0], lat, time.perf_counter() - t0
 
 
+def _load_wrk(url: str, key: str, *, per_call: int, connections: int, seconds: int, max_requests: int, script: Path,
+              tag: str) -> tuple[int, float, float, float, int]:
+    """wrk with the Lua script → (acked events, p50 s, p99 s, seconds, non-200 responses + socket errors)."""
+    threads = 2
+    env = {**os.environ, "CL_RUN": tag, "CL_PER": str(per_call), "CL_KEY": key,
+           "CL_MAX": str(max(1, max_requests // threads))}
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+                          "-s", str(script), url], capture_output=True, text=True, env=env, timeout=seconds + 120)
+    m = re.search(r"CLRESULT ok=(\d+) bad=(\d+) accepted=(\d+) p50_us=(\d+) p99_us=(\d+) dur_us=(\d+) errors=(\d+)",
+                  out.stdout)
+    if not m:
+        raise RuntimeError("wrk failed: " + out.stdout + out.stderr)
+    ok, bad, acc, p50, p99, dur, errors = (int(x) for x in m.groups())
+    return acc, p50 / 1e6, p99 / 1e6, dur / 1e6, bad + errors
+
+
 def _pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
-def run(size: str = "S") -> list[dict]:
-    """bench/run.py contract: one row per case."""
+def _drain(url: str, key: str, case: str, cap: float) -> dict:
+    t_end = time.perf_counter()
+    while True:  # until the writer has drained everything acknowledged
+        st = httpx.get(url + "/v1/stats", auth=(key, ""), timeout=10).json()
+        if st["keys"].get(case, {}).get("in_spool", 0) == 0 or time.perf_counter() - t_end > cap:
+            return st
+        time.sleep(0.05)
+
+
+def run(size: str = "S", clients: tuple[str, ...] | None = None) -> list[dict]:
+    """bench/run.py contract: one row per case and client."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import custlens
     from custlens.server.writer import create_write_key
 
-    single_calls, batch_calls, th_single, th_batch, cap = SIZES[size]
+    single_calls, batch_calls, th_single, th_batch, c_single, c_batch, wrk_s, cap = SIZES[size]
+    have_wrk = shutil.which("wrk") is not None
+    if clients is None:
+        clients = ("wrk", "httpx") if have_wrk else ("httpx",)
+    elif "wrk" in clients and not have_wrk:
+        print("bench_collect: wrk is not installed (apt-get install wrk); using httpx", file=sys.stderr)
+        clients = tuple(c for c in clients if c != "wrk") or ("httpx",)
+    plan = [(f"{case}-{cl}", case, cl) for cl in clients for case in ("single", "batch100")]
     rows = []
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "ws"
         ws = custlens.init(root)
-        keys = {case: create_write_key(ws.duck, case) for case in ("single", "batch100")}
+        keys = {name: create_write_key(ws.duck, name.replace("-", "_")) for name, _, _ in plan}
         ws.close()
+        script = Path(d) / "collect.lua"
+        script.write_text(LUA, encoding="utf-8")
         proc, url = _start(root)
         try:
-            for case, calls, per, th in (("single", single_calls, 1, th_single),
-                                         ("batch100", batch_calls, 100, th_batch)):
-                key = keys[case]
-                acked, lat, secs = _load(url, key, calls=calls, per_call=per, threads=th, cap_s=cap, tag=case)
+            for name, case, client in plan:
+                key, kname = keys[name], name.replace("-", "_")
+                per = 1 if case == "single" else 100
+                tag = f"{kname}-{uuid.uuid4().hex[:6]}"
+                if client == "wrk":
+                    conns = c_single if per == 1 else c_batch
+                    calls = single_calls * 10 if per == 1 else batch_calls * 10
+                    acked, p50, p99, secs, errors = _load_wrk(url, key, per_call=per, connections=conns,
+                                                              seconds=wrk_s, max_requests=calls, script=script,
+                                                              tag=tag)
+                    conc = f"wrk 2 threads, {conns} connections"
+                else:
+                    th = th_single if per == 1 else th_batch
+                    acked, lat, secs = _load_httpx(url, key, calls=single_calls if per == 1 else batch_calls,
+                                                   per_call=per, threads=th, cap_s=cap, tag=tag)
+                    p50, p99, errors = _pct(lat, 0.5), _pct(lat, 0.99), 0
+                    conc = f"httpx {th} threads"
                 t_end = time.perf_counter()
-                while True:  # until the writer has drained everything acknowledged
-                    st = httpx.get(url + "/v1/stats", auth=(key, ""), timeout=10).json()
-                    if st["keys"][case]["in_spool"] == 0 or time.perf_counter() - t_end > cap:
-                        break
-                    time.sleep(0.05)
+                st = _drain(url, key, kname, cap)
                 e2e = secs + (time.perf_counter() - t_end)
-                k = st["keys"][case]
-                rows.append({"suite": "collect", "case": case, "impl": "custlens serve", "seconds": e2e,
-                             "rows": acked, "events_per_s_acked": acked / secs, "events_per_s_stored": acked / e2e,
-                             "p50_ms": _pct(lat, 0.5) * 1000, "p99_ms": _pct(lat, 0.99) * 1000,
-                             "stored": k["stored"], "threads": th})
+                k = st["keys"].get(kname, {})
+                rows.append({"suite": "collect", "case": case, "impl": f"custlens serve ({client})",
+                             "seconds": e2e, "rows": acked, "events_per_s_acked": acked / secs,
+                             "events_per_s_stored": acked / e2e, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
+                             "stored": k.get("stored"), "client": conc, "errors": errors, "key": kname})
         finally:
             _stop(proc)
         ws = custlens.open(root)
         try:
             for r in rows:
-                n = ws.duck.execute("SELECT count(*) FROM events WHERE _source = ?", ["collect:" + r["case"]]).fetchone()[0]
+                n = ws.duck.execute("SELECT count(*) FROM events WHERE _source = ?", ["collect:" + r["key"]]
+                                    ).fetchone()[0]
                 r["loss"] = r["rows"] - n
+                extra = f" (+{n - r['rows']} stored without an ack)" if n > r["rows"] else ""
                 r["note"] = (f"{r['events_per_s_acked']:,.0f} ev/s acked, {r['events_per_s_stored']:,.0f} ev/s stored; "
-                             f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; loss {r['loss']}; "
-                             f"{r['threads']} client threads on the same host")
+                             f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; loss {max(r['loss'], 0)}"
+                             f"{extra}; "
+                             f"non-200/errors {r['errors']}; {r['client']} on the same host")
         finally:
             ws.close()
     return rows
@@ -156,4 +265,8 @@ def run(size: str = "S") -> list[dict]:
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "S"), indent=2, default=str))
+    args = sys.argv[1:]
+    out = run(args[0] if args else "S", tuple(args[1:]) or None)
+    for r in out:
+        print(f"{r['case']:9s} {r['impl']:24s} {r['note']}", file=sys.stderr)
+    print(json.dumps(out, indent=2, default=str))

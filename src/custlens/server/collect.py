@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
+import os
+import sys
 import threading
 import time
 import uuid
@@ -18,19 +19,24 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from custlens.i18n import normalize_lang, register, t
 from custlens.server.spool import Spool, SpoolFull
 from custlens.server.writer import (
+    ID_FIELDS,
     Writer,
     active_keys,
     committed_offset,
     ensure_collect_tables,
     hash_key,
-    parse_time,
+    merge_context,
+    normalize,
+    payload_hash,
     stats,
 )
 
@@ -41,8 +47,8 @@ EVENT_LIMIT = 32 * 1024
 BATCH_LIMIT = 500 * 1024
 MAX_ID = 255
 MAX_EVENT_NAME = 200
+SWITCH_INTERVAL = float(os.environ.get("CUSTLENS_SWITCH_INTERVAL", "0.0005"))
 TYPES = ("track", "identify", "page", "screen")
-HASH_EXCLUDE = ("sentAt", "receivedAt", "writeKey", "messageId", "_metadata")
 
 register({
     "collect.err.not_object": {"zh": "事件必须是 JSON 对象", "en": "the event must be a JSON object"},
@@ -96,65 +102,94 @@ class Invalid(Exception):
         return t(f"collect.err.{self.code}", lang, **self.params)
 
 
-def _check_time(msg: dict[str, Any], field: str, now_utc: datetime, tz: str, future_hours: float) -> None:
+_TZ: dict[str, ZoneInfo] = {}
+
+
+def _zone(tz: str) -> ZoneInfo:
+    z = _TZ.get(tz)
+    if z is None:
+        z = _TZ[tz] = ZoneInfo(tz)
+    return z
+
+
+class _Clock:
+    """The receive time and the future limit of one request, computed once for all its events."""
+
+    __slots__ = ("now_utc", "tz", "hours", "limit_utc", "limit_local")
+
+    def __init__(self, now_utc: datetime, tz: str, future_hours: float) -> None:
+        self.now_utc, self.tz, self.hours = now_utc, tz, future_hours
+        self.limit_utc = now_utc + timedelta(hours=future_hours)
+        self.limit_local = self.limit_utc.astimezone(_zone(tz)).replace(tzinfo=None)
+
+
+def _check_time(msg: dict[str, Any], field: str, clock: _Clock) -> None:
     v = msg.get(field)
     if v is None:
         return
     if not isinstance(v, str) or not v.strip():
         raise Invalid("bad_timestamp", field=field, value=v)
+    s = v.strip()
+    if s[-1:] in ("Z", "z"):
+        s = s[:-1] + "+00:00"
     try:
-        local = parse_time(v, tz)
+        dt = datetime.fromisoformat(s)
     except ValueError:
         raise Invalid("bad_timestamp", field=field, value=v) from None
-    if local.year < 1970:
-        raise Invalid("bad_timestamp", field=field, value=v)
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
+    if dt.tzinfo is None:  # naive: already local time
+        if dt.year < 1970:
+            raise Invalid("bad_timestamp", field=field, value=v)
+        future = dt > clock.limit_local
+    else:
+        if dt.year <= 1970 and dt.astimezone(_zone(clock.tz)).year < 1970:
+            raise Invalid("bad_timestamp", field=field, value=v)
+        future = dt > clock.limit_utc
+    if future and field == "timestamp":
+        raise Invalid("future_timestamp", field=field, value=v, hours=clock.hours)
 
-    now_local = now_utc.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
-    if field == "timestamp" and local > now_local + timedelta(hours=future_hours):
-        raise Invalid("future_timestamp", field=field, value=v, hours=future_hours)
+
+def _check(msg: Any, kind: str | None, clock: _Clock) -> str:
+    """Check one call as sent; returns its type (the normalized form is `normalize(msg, type)`)."""
+    if type(msg) is not dict:
+        if not isinstance(msg, dict):
+            raise Invalid("not_object")
+    typ = kind or msg.get("type")
+    if typ not in TYPES:
+        raise Invalid("bad_type", value=typ)
+    has_id = False
+    for field in ID_FIELDS:
+        v = msg.get(field)
+        if v is None or v == "":
+            continue
+        if v.__class__ is not str and (isinstance(v, bool) or not isinstance(v, (str, int))):
+            raise Invalid("bad_id", field=field, n=MAX_ID)
+        if len(v if v.__class__ is str else str(v)) > MAX_ID:
+            raise Invalid("bad_id", field=field, n=MAX_ID)
+        if field != "messageId":
+            has_id = True
+    if not has_id:
+        raise Invalid("no_identity")
+    if typ == "track":
+        ev = msg.get("event")
+        if not isinstance(ev, str) or not ev.strip() or len(ev) > MAX_EVENT_NAME:
+            raise Invalid("no_event")
+    for field in ("properties", "traits", "context"):
+        v = msg.get(field)
+        if v is not None and not isinstance(v, dict):
+            raise Invalid("not_object_field", field=field)
+    for field in ("timestamp", "originalTimestamp", "sentAt"):
+        if field in msg:
+            _check_time(msg, field, clock)
+    return typ
 
 
 def validate(msg: Any, kind: str | None, now_utc: datetime, tz: str, future_hours: float = 24.0) -> dict[str, Any]:
     """The normalized message (type set, ids as strings) or Invalid with a clear reason."""
-    if not isinstance(msg, dict):
-        raise Invalid("not_object")
-    typ = kind or msg.get("type")
-    if typ not in TYPES:
-        raise Invalid("bad_type", value=typ)
-    m = dict(msg)
-    m["type"] = typ
-    for field in ("userId", "anonymousId", "messageId"):
-        v = m.get(field)
-        if v is None or v == "":
-            m.pop(field, None)
-            continue
-        if isinstance(v, bool) or not isinstance(v, (str, int)) or len(str(v)) > MAX_ID:
-            raise Invalid("bad_id", field=field, n=MAX_ID)
-        m[field] = str(v)
-    if "userId" not in m and "anonymousId" not in m:
-        raise Invalid("no_identity")
-    if typ == "track":
-        ev = m.get("event")
-        if not isinstance(ev, str) or not ev.strip() or len(ev) > MAX_EVENT_NAME:
-            raise Invalid("no_event")
-    for field in ("properties", "traits", "context"):
-        if m.get(field) is not None and not isinstance(m[field], dict):
-            raise Invalid("not_object_field", field=field)
-    for field in ("timestamp", "originalTimestamp", "sentAt"):
-        _check_time(m, field, now_utc, tz, future_hours)
-    return m
-
-
-def payload_hash(m: dict[str, Any]) -> str:
-    """Hash of the event's content, ignoring transport fields (sentAt, messageId …) that differ on retries."""
-    body = {k: v for k, v in m.items() if k not in HASH_EXCLUDE}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                                     default=str).encode()).hexdigest()
+    return normalize(msg, _check(msg, kind, _Clock(now_utc, tz, future_hours)))
 
 
 def event_record(m: dict[str, Any], key_name: str, received_at: float, ip: str | None) -> dict[str, Any]:
-    """The spool record of a valid event (messageId assigned when the client sent none)."""
+    """The spool record of one valid event (messageId assigned when the client sent none)."""
     return {"t": "e", "k": key_name, "at": received_at, "ip": ip, "h": payload_hash(m),
             "id": m.get("messageId") or "srv-" + uuid.uuid4().hex, "vv": VALIDATOR_VERSION, "m": m}
 
@@ -168,10 +203,28 @@ def _dumps(rec: dict[str, Any]) -> bytes:
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
-def tag_of(payload: bytes) -> str | None:
-    """The write key a spool record counts against as received (replays were counted when first received)."""
+def request_record(body: bytes, doc: Any, kind: str, key_name: str, received_at: float, ip: str | None, n: int,
+                   skip: list[int], ids: dict[str, str]) -> bytes:
+    """One spool record for the valid events of a request: the body as received (no re-serialization) plus
+    which items to skip (they are spooled as bad records) and the ids assigned to items without a messageId.
+    The writer re-derives each event with `normalize`, exactly as the request handler validated it."""
+    head = json.dumps({"t": "q", "k": key_name, "at": received_at, "ip": ip, "vv": VALIDATOR_VERSION, "kind": kind,
+                       "n": n, "skip": skip, "ids": ids}, ensure_ascii=False, separators=(",", ":"))
+    if body[:1] == b"{" and 0 not in body[:4] and len(body) >= 2:  # plain UTF-8 JSON: splice it in as is
+        return head[:-1].encode() + b',"body":' + body + b"}"
+    return head[:-1].encode() + b',"body":' + _dumps(doc) + b"}"
+
+
+def tag_of(payload: bytes) -> tuple[str, int] | str | None:
+    """The write key a spool record counts against as received, with its number of events (replays were
+    counted when first received)."""
     r = json.loads(payload)
-    return None if r.get("t") == "r" else r.get("k")
+    t_ = r.get("t")
+    if t_ == "r":
+        return None
+    if t_ == "q":
+        return r.get("k"), int(r.get("n", 0))
+    return r.get("k")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,11 +245,17 @@ class Collector:
         self.db_lock = threading.RLock()
         self._keys: dict[str, str] = {}
         self._keys_loaded = 0.0
+        self._hashes: dict[str, str] = {}  # write key → its hash (the name is still looked up on every call)
         self.with_writer = writer
         self.writer: Writer | None = None
         self.rejected = Counter()  # requests refused before reading events: too_large, busy (since start)
 
     def start(self) -> None:
+        # The event loop, the spool thread and the writer share one GIL. With the default 5 ms switch interval a
+        # thread that releases the GIL for a moment (socket send, fsync, a DuckDB call) waits up to 5 ms to get it
+        # back while another thread runs Python; a shorter interval keeps request latency and the writer moving.
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         con = self.ws.duck
         ensure_collect_tables(con)
         self.spool.open(committed_offset(con), tag_of)
@@ -234,7 +293,11 @@ class Collector:
             key = value
         if not key:
             return None
-        h = hash_key(key)
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) > 10_000:
+                self._hashes.clear()
+            h = self._hashes[key] = hash_key(key)
         if time.monotonic() - self._keys_loaded > 5.0:
             self._reload_keys()  # picks up revocations made through other routes
         name = self._keys.get(h)
@@ -287,78 +350,210 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _collect(request: Request, kind: str) -> JSONResponse:
-    col: Collector = request.app.state.collector
-    lang = _lang(request)
-    name = col.key_name(request.headers.get("authorization"))
-    if name is None:
-        return _error(401, "unauthorized", t("collect.http.unauthorized", lang), t("collect.http.unauthorized_fix", lang),
-                      headers={"WWW-Authenticate": 'Basic realm="custlens"'})
-    limit = BATCH_LIMIT if kind == "batch" else EVENT_LIMIT
-    body = await _read_body(request, limit)
-    if body is None:
-        col.rejected["too_large"] += 1
-        return _error(413, "too_large", t("collect.http.too_large", lang, limit=limit),
-                      t("collect.http.too_large_fix", lang))
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_OK_ONE = b'{"success":true,"accepted":1,"rejected":[]}'
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str).encode()
+
+
+class _Reply:
+    """A finished response: status, JSON body bytes, extra headers."""
+
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+    def response(self) -> JSONResponse:
+        r = JSONResponse(None, status_code=self.status, headers=self.headers)
+        r.body = self.body
+        r.headers["content-length"] = str(len(self.body))
+        return r
+
+    async def send(self, send: Any) -> None:
+        hs = [*_JSON_HEADERS, (b"content-length", str(len(self.body)).encode())]
+        if self.headers:
+            hs += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": hs})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _err(status: int, code: str, what: str, fix: str | None = None, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, _json_bytes({"success": False, "error": code, "what": what, "fix": fix}), headers)
+
+
+def _unauthorized(lang: str) -> _Reply:
+    return _err(401, "unauthorized", t("collect.http.unauthorized", lang), t("collect.http.unauthorized_fix", lang),
+                headers={"WWW-Authenticate": 'Basic realm="custlens"'})
+
+
+def _too_large(col: Collector, lang: str, limit: int) -> _Reply:
+    col.rejected["too_large"] += 1
+    return _err(413, "too_large", t("collect.http.too_large", lang, limit=limit), t("collect.http.too_large_fix", lang))
+
+
+def _item_size(msg: Any) -> int:
+    """Bytes of one call of a batch as compact UTF-8 JSON (its shared context merged in)."""
+    s = json.dumps(msg, separators=(",", ":"), default=str)  # \uXXXX escapes: never shorter than the UTF-8 form
+    if len(s) <= EVENT_LIMIT:
+        return len(s)
+    return len(json.dumps(msg, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+
+
+async def _process(col: Collector, kind: str, name: str, body: bytes, ip: str | None, lang_of: Any) -> _Reply:
+    """Validate a request body, spool it durably (group commit) and build the answer."""
     now = datetime.now(UTC)
     at = now.timestamp()
-    ip = request.client.host if request.client else None
-    text = body.decode("utf-8", errors="replace")
-    records: list[dict[str, Any]] = []
+    clock = _Clock(now, col.tz, col.future_hours)
+    records: list[bytes] = []
     rejected: list[dict[str, Any]] = []
     accepted = 0
+    lang: str | None = None
     try:
         doc = json.loads(body)
     except ValueError as e:
         err = Invalid("bad_json", detail=str(e))
-        records.append(bad_record(text, err.text(col.lang), kind, name, at))
+        lang = lang_of()
+        text = body.decode("utf-8", errors="replace")
+        records.append(_dumps(bad_record(text, err.text(col.lang), kind, name, at)))
         rejected.append({"index": 0, "messageId": None, "error": err.text(lang)})
         doc = None
-    items: list[tuple[Any, str | None]] = []
     if doc is not None:
+        skip: list[int] = []
+        ids: dict[str, str] = {}
         if kind == "batch":
             batch = doc.get("batch") if isinstance(doc, dict) else None
             if not isinstance(batch, list):
                 err = Invalid("no_batch")
-                records.append(bad_record(text, err.text(col.lang), "batch", name, at))
+                lang = lang_of()
+                records.append(_dumps(bad_record(body.decode("utf-8", errors="replace"), err.text(col.lang), "batch",
+                                                 name, at)))
                 rejected.append({"index": 0, "messageId": None, "error": err.text(lang)})
-            else:
-                shared = doc.get("context") if isinstance(doc.get("context"), dict) else None
-                for it in batch:
-                    if shared and isinstance(it, dict):
-                        own = it.get("context")
-                        it = {**it, "context": {**shared, **own} if isinstance(own, dict) else (own or shared)}
-                    items.append((it, None))
+                batch = []
+            shared = doc.get("context") if isinstance(doc, dict) and isinstance(doc.get("context"), dict) else None
+            check_size = len(body) > EVENT_LIMIT  # a call inside a smaller body cannot be over the limit
+            for i, it in enumerate(batch):
+                if shared and isinstance(it, dict):
+                    it = merge_context(it, shared)
+                try:
+                    if check_size and (size := _item_size(it)) > EVENT_LIMIT:
+                        raise Invalid("too_large", size=size, limit=EVENT_LIMIT)
+                    _check(it, None, clock)
+                except Invalid as err:
+                    lang = lang or lang_of()
+                    typ = it.get("type") if isinstance(it, dict) else None
+                    raw = json.dumps(it, ensure_ascii=False, default=str)
+                    records.append(_dumps(bad_record(raw, err.text(col.lang), typ if isinstance(typ, str) else None,
+                                                     name, at)))
+                    rejected.append({"index": i, "messageId": it.get("messageId") if isinstance(it, dict) else None,
+                                     "error": err.text(lang)})
+                    skip.append(i)
+                    continue
+                mid = it.get("messageId")
+                if mid is None or mid == "":
+                    ids[str(i)] = "srv-" + uuid.uuid4().hex
+                accepted += 1
         else:
-            items.append((doc, kind))
-    for i, (msg, forced) in enumerate(items):
-        mid = msg.get("messageId") if isinstance(msg, dict) else None
-        raw = json.dumps(msg, ensure_ascii=False, default=str) if kind == "batch" else text
-        try:
-            if kind == "batch" and len(raw.encode()) > EVENT_LIMIT:
-                raise Invalid("too_large", size=len(raw.encode()), limit=EVENT_LIMIT)
-            m = validate(msg, forced, now, col.tz, col.future_hours)
-        except Invalid as err:
-            typ = forced or (msg.get("type") if isinstance(msg, dict) else None)
-            records.append(bad_record(raw, err.text(col.lang), typ if isinstance(typ, str) else None, name, at))
-            rejected.append({"index": i, "messageId": mid, "error": err.text(lang)})
-            continue
-        records.append(event_record(m, name, at, ip))
-        accepted += 1
-    tags: Counter[str] = Counter({name: len(records)})
+            try:
+                _check(doc, kind, clock)
+                mid = doc.get("messageId")
+                if mid is None or mid == "":
+                    ids["0"] = "srv-" + uuid.uuid4().hex
+                accepted = 1
+            except Invalid as err:
+                lang = lang_of()
+                records.append(_dumps(bad_record(body.decode("utf-8", errors="replace"), err.text(col.lang), kind,
+                                                 name, at)))
+                rejected.append({"index": 0, "messageId": doc.get("messageId") if isinstance(doc, dict) else None,
+                                 "error": err.text(lang)})
+        if accepted:
+            records.append(request_record(body, doc, kind, name, at, ip, accepted, skip, ids))
+    tags: Counter[str] = Counter({name: accepted + len(rejected)})
     try:
-        fut = col.spool.submit([_dumps(r) for r in records], tags)
+        fut = col.spool.submit_async(records, tags, asyncio.get_running_loop())
     except SpoolFull:
         col.rejected["busy"] += 1
-        return _error(429, "busy", t("collect.http.busy", lang), t("collect.http.busy_fix", lang),
-                      headers={"Retry-After": "1"})
+        lang = lang or lang_of()
+        return _err(429, "busy", t("collect.http.busy", lang), t("collect.http.busy_fix", lang),
+                    headers={"Retry-After": "1"})
     try:
-        await asyncio.wrap_future(fut)
+        await fut
     except Exception as e:  # noqa: BLE001
-        return _error(503, "spool_error", t("collect.http.spool_error", lang, detail=repr(e)),
-                      t("collect.http.spool_error_fix", lang), headers={"Retry-After": "5"})
+        lang = lang or lang_of()
+        return _err(503, "spool_error", t("collect.http.spool_error", lang, detail=repr(e)),
+                    t("collect.http.spool_error_fix", lang), headers={"Retry-After": "5"})
+    if accepted == 1 and not rejected:
+        return _Reply(200, _OK_ONE)
     status = 200 if accepted or (kind == "batch" and not rejected) else 400
-    return JSONResponse({"success": status == 200, "accepted": accepted, "rejected": rejected}, status_code=status)
+    return _Reply(status, _json_bytes({"success": status == 200, "accepted": accepted, "rejected": rejected}))
+
+
+async def _collect(request: Request, kind: str) -> JSONResponse:
+    """The same as the raw ASGI endpoints below, through FastAPI's Request (used only if those are bypassed)."""
+    col: Collector = request.app.state.collector
+    name = col.key_name(request.headers.get("authorization"))
+    if name is None:
+        return _unauthorized(_lang(request)).response()
+    limit = BATCH_LIMIT if kind == "batch" else EVENT_LIMIT
+    body = await _read_body(request, limit)
+    if body is None:
+        return _too_large(col, _lang(request), limit).response()
+    ip = request.client.host if request.client else None
+    return (await _process(col, kind, name, body, ip, lambda: _lang(request))).response()
+
+
+class _Endpoint:
+    """A collection endpoint as a plain ASGI app: the hot path skips FastAPI's request/response machinery."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.limit = BATCH_LIMIT if kind == "batch" else EVENT_LIMIT
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        col: Collector = scope["app"].state.collector
+        auth = cl = al = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                auth = v.decode("latin-1")
+            elif k == b"content-length":
+                cl = v
+            elif k == b"accept-language":
+                al = v.decode("latin-1")
+
+        def lang_of() -> str:
+            return normalize_lang(al or None)
+
+        name = col.key_name(auth)
+        if name is None:
+            return await _unauthorized(lang_of()).send(send)
+        limit = self.limit
+        if cl and cl.isdigit() and int(cl) > limit:
+            return await _too_large(col, lang_of(), limit).send(send)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away: nothing recorded
+            chunk = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    return await _too_large(col, lang_of(), limit).send(send)
+                chunks.append(chunk)
+            if not msg.get("more_body"):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        client = scope.get("client")
+        reply = await _process(col, self.kind, name, body, client[0] if client else None, lang_of)
+        await reply.send(send)
+
+
+# The raw endpoints answer first; the FastAPI routes below document the API (OpenAPI) and behave the same.
+for _kind in ("track", "identify", "page", "screen", "batch"):
+    router.routes.append(Route(f"/v1/{_kind}", _Endpoint(_kind), methods=["POST"], include_in_schema=False))
 
 
 @router.post("/v1/track")

@@ -8,8 +8,11 @@ so a restart after a crash resumes exactly where the last commit ended (every re
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
+import re
 import secrets
 import threading
 import time
@@ -126,6 +129,102 @@ def active_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------
 
 EVENT_NAMES = {"page": "page_view", "screen": "screen_view", "identify": "identify"}
+ID_FIELDS = ("userId", "anonymousId", "messageId")
+HASH_EXCLUDE = ("sentAt", "receivedAt", "writeKey", "messageId", "_metadata")
+_TZ: dict[str, ZoneInfo] = {}
+
+
+def _zone(tz: str) -> ZoneInfo:
+    z = _TZ.get(tz)
+    if z is None:
+        z = _TZ[tz] = ZoneInfo(tz)
+    return z
+
+
+def merge_context(msg: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """A call of a batch with the batch's shared context under its own (its own keys win)."""
+    own = msg.get("context")
+    return {**msg, "context": {**shared, **own} if isinstance(own, dict) else (own or shared)}
+
+
+def normalize(msg: dict[str, Any], typ: str) -> dict[str, Any]:
+    """A valid call as stored: type set, empty ids dropped, ids as strings (pure: the request handler checks
+    a call as sent, the writer derives the stored form from the same spooled body)."""
+    m = dict(msg)
+    m["type"] = typ
+    for field in ID_FIELDS:
+        v = m.get(field)
+        if v is None or v == "":
+            m.pop(field, None)
+        elif v.__class__ is not str:
+            m[field] = str(v)
+    return m
+
+
+# Encoders built once (json.dumps with options builds a new encoder on every call).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+_props_json = json.JSONEncoder(ensure_ascii=False, default=str).encode  # = json.dumps(…, ensure_ascii=False, default=str)
+
+
+def payload_hash(m: dict[str, Any]) -> str:
+    """Hash of the event's content, ignoring transport fields (sentAt, messageId …) that differ on retries."""
+    body = {k: v for k, v in m.items() if k not in HASH_EXCLUDE}
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+# A dotted-quad IPv4 address already in canonical form (no leading zeros, no spaces): its masked form and
+# pseudonym can be computed without ipaddress parsing; tests check they agree with privacy.transforms.
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
+class IpProtector:
+    """Protects the ip column of a batch in one call: (display, pseudonym, ciphertext) per value.
+
+    Plain IPv4 addresses take a fast path (mask a.b.*.*, HMAC pseudonym as privacy.transforms.pseudonymize,
+    AES-GCM as privacy.transforms.encrypt); anything else goes through privacy.transforms.protect_values.
+    Display and pseudonym are cached across batches; each distinct address of a batch is encrypted once.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self.key = bytes(key)
+        self._cache: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, values: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+        from custlens.privacy.transforms import _enc_key, _seal, protect_values  # noqa: PLC0415
+
+        uniq: dict[Any, int] = {}
+        for v in values:
+            if v is not None and v not in uniq:
+                uniq[v] = len(uniq)
+        keys = list(uniq)
+        disp: list[Any] = [None] * len(keys)
+        pseudo: list[Any] = [None] * len(keys)
+        enc: list[Any] = [None] * len(keys)
+        slow: list[int] = []
+        cache, k, match = self._cache, self.key, _IPV4.fullmatch
+        aead, kid = _enc_key(k)
+        nonces = os.urandom(12 * len(keys))
+        digest = hmac.digest
+        for i, v in enumerate(keys):
+            if v.__class__ is not str or not match(v):
+                slow.append(i)
+                continue
+            hit = cache.get(v)
+            if hit is None:
+                a, b, _, _ = v.split(".")
+                hit = (f"{a}.{b}.*.*", digest(k, f"ip:{v}".encode(), "sha256").hex())
+                if len(cache) >= 200_000:
+                    cache.clear()
+                cache[v] = hit
+            disp[i], pseudo[i] = hit
+            enc[i] = _seal(aead, kid, nonces[12 * i:12 * i + 12], v)
+        if slow:
+            d2, p2, e2 = protect_values([str(keys[i]) for i in slow], "ip", k)
+            for j, i in enumerate(slow):
+                disp[i], pseudo[i], enc[i] = d2[j], p2[j], e2[j]
+        idx = [None if v is None else uniq[v] for v in values]
+        return ([None if i is None else disp[i] for i in idx], [None if i is None else pseudo[i] for i in idx],
+                [None if i is None else enc[i] for i in idx])
 
 
 def parse_time(value: str, tz: str) -> datetime:
@@ -135,16 +234,16 @@ def parse_time(value: str, tz: str) -> datetime:
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is not None:
-        dt = dt.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+        dt = dt.astimezone(_zone(tz)).replace(tzinfo=None)
     return dt
 
 
 def event_time(msg: dict[str, Any], received_at: float, tz: str) -> datetime:
     """timestamp; else originalTimestamp corrected by the client clock skew (sentAt); else the receive time."""
-    received = datetime.fromtimestamp(received_at, UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
     ts = msg.get("timestamp")
     if isinstance(ts, str) and ts.strip():
         return parse_time(ts, tz)
+    received = datetime.fromtimestamp(received_at, UTC).astimezone(_zone(tz)).replace(tzinfo=None)
     orig, sent = msg.get("originalTimestamp"), msg.get("sentAt")
     if isinstance(orig, str) and orig.strip():
         o = parse_time(orig, tz)
@@ -165,8 +264,14 @@ def _str(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+_PII_SET = frozenset(PII_KEYS)
+_PII_PROPS_SET = frozenset(PII_KEYS_PROPS)
+
+
 def protect_pii(d: dict[str, Any], key: bytes, keys: dict[str, str] = PII_KEYS) -> dict[str, Any]:
     """Replace personal values under well-known keys by their masked form plus a keyed pseudonym."""
+    if d.keys().isdisjoint(keys):
+        return d
     from custlens.privacy.transforms import mask, pseudonymize  # noqa: PLC0415
 
     out = dict(d)
@@ -179,61 +284,118 @@ def protect_pii(d: dict[str, Any], key: bytes, keys: dict[str, str] = PII_KEYS) 
     return out
 
 
-def to_row(rec: dict[str, Any], event_id: str, collision: bool, tz: str, key: bytes, load_id: str
-           ) -> tuple[dict[str, Any], str | None]:
-    """(canonical events row without the ip triple, raw ip) for one spooled event record."""
-    m = rec["m"]
+# Column order of the tuples _map returns (the ip triple is added per batch, vectorized).
+_ROW_COLUMNS = ("event_id", "user_id", "anonymous_id", "event", "event_time", "session_id", "product_id", "duration_s",
+                "channel", "platform", "properties", "_flags")
+
+
+class _Times(dict):
+    """Per-batch cache of parsed timestamps (clients send many events with the same few strings)."""
+
+    def __init__(self, tz: str) -> None:
+        super().__init__()
+        self.tz = tz
+
+    def __missing__(self, s: str) -> datetime:
+        v = self[s] = parse_time(s, self.tz)
+        return v
+
+
+def _map(m: dict[str, Any], at: float, rec_ip: Any, event_id: str, collision: bool, times: _Times, key: bytes
+         ) -> tuple[tuple[Any, ...], Any]:
+    """(row in _ROW_COLUMNS order, raw ip) for one normalized message."""
     typ = m.get("type", "track")
-    ctx = dict(m.get("context") or {})
-    ip = ctx.pop("ip", None) or rec.get("ip")
-    props = dict(m.get("properties") or {})
+    ctx = m.get("context") or {}
+    ip = None
+    if "ip" in ctx or "traits" in ctx:
+        ctx = dict(ctx)
+        ip = ctx.pop("ip", None)
+        if isinstance(ctx.get("traits"), dict):
+            ctx["traits"] = protect_pii(ctx["traits"], key)
+    ip = ip or rec_ip
     flags: list[str] = []
     if typ == "identify":
         props = {"traits": protect_pii(dict(m.get("traits") or {}), key)}
     else:
+        props = dict(m.get("properties") or {})
         if typ in ("page", "screen"):
             for k in ("name", "category"):
                 if m.get(k) is not None:
                     props.setdefault(k, m[k])
         props = protect_pii(props, key, PII_KEYS_PROPS)
-    if isinstance(ctx.get("traits"), dict):
-        ctx["traits"] = protect_pii(ctx["traits"], key)
-    page = ctx.get("page") if isinstance(ctx.get("page"), dict) else {}
-    campaign = ctx.get("campaign") if isinstance(ctx.get("campaign"), dict) else {}
-    duration = _first(props.get("duration_s"), props.get("duration"))
-    try:
-        duration = float(duration) if duration is not None else None
-        if duration is not None and not (duration >= 0 and duration < float("inf")):
-            raise ValueError
-    except (TypeError, ValueError):
-        duration = None
-        flags.append("bad_duration")
+    pg = props.get
+    duration = _first(pg("duration_s"), pg("duration"))
+    if duration is not None:
+        try:
+            duration = float(duration)
+            if not (duration >= 0 and duration < float("inf")):
+                raise ValueError
+        except (TypeError, ValueError):
+            duration = None
+            flags.append("bad_duration")
     if collision:
         props["_collision"] = True
         flags.append("collision")
+    cg = ctx.get
+    page = cg("page")
+    if not isinstance(page, dict):
+        page = {}
+    campaign = cg("campaign")
+    if not isinstance(campaign, dict):
+        campaign = {}
     if ctx:
         props["_context"] = ctx
-    row = {
-        "event_id": event_id,
-        "user_id": _str(_first(m.get("userId"))),
-        "anonymous_id": _str(_first(m.get("anonymousId"))),
-        "event": m["event"] if typ == "track" else EVENT_NAMES.get(typ, typ),
-        "event_time": event_time(m, rec["at"], tz),
-        "session_id": _str(_first(props.get("session_id"), props.get("sessionId"), ctx.get("sessionId"),
-                                  ctx.get("session_id"))),
-        "product_id": _str(_first(props.get("product_id"), props.get("productId"))),
-        "duration_s": duration,
-        "channel": _str(_first(ctx.get("channel"), campaign.get("source"), props.get("channel"))),
-        "platform": _str(_first(ctx.get("platform"), props.get("platform"),
-                                "web" if page else ("app" if ctx.get("app") else None))),
-        "properties": json.dumps(props, ensure_ascii=False, default=str),
-        "_source": SOURCE_PREFIX + rec["k"],
-        "_row": None,
-        "_load_id": load_id,
-        "_imputed": None,
-        "_flags": ",".join(flags) or None,
-    }
-    return row, _str(ip)
+    ts = m.get("timestamp")
+    if isinstance(ts, str) and ts.strip():
+        when = times[ts]
+    else:
+        when = event_time(m, at, times.tz)
+    uid, aid = m.get("userId"), m.get("anonymousId")
+    row = (
+        event_id,
+        None if uid is None or uid == "" else str(uid),
+        None if aid is None or aid == "" else str(aid),
+        m["event"] if typ == "track" else EVENT_NAMES.get(typ, typ),
+        when,
+        _str(_first(pg("session_id"), pg("sessionId"), cg("sessionId"), cg("session_id"))),
+        _str(_first(pg("product_id"), pg("productId"))),
+        duration,
+        _str(_first(cg("channel"), campaign.get("source"), pg("channel"))),
+        _str(_first(cg("platform"), pg("platform"), "web" if page else ("app" if cg("app") else None))),
+        _props_json(props),
+        ",".join(flags) or None,
+    )
+    return row, ip
+
+
+def to_row(rec: dict[str, Any], event_id: str, collision: bool, tz: str, key: bytes, load_id: str
+           ) -> tuple[dict[str, Any], str | None]:
+    """(canonical events row without the ip triple, raw ip) for one spooled event record."""
+    row, ip = _map(rec["m"], rec["at"], rec.get("ip"), event_id, collision, _Times(tz), key)
+    out = dict(zip(_ROW_COLUMNS, row, strict=True))
+    out.update({"_source": SOURCE_PREFIX + rec["k"], "_row": None, "_load_id": load_id, "_imputed": None})
+    return out, _str(ip)
+
+
+def expand(rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(event id, normalized message) for each valid event of a spooled request record ("q")."""
+    body, kind, ids = rec["body"], rec["kind"], rec.get("ids") or {}
+    if kind != "batch":
+        m = normalize(body, kind)
+        return [(m.get("messageId") or ids["0"], m)]
+    skip = set(rec.get("skip") or ())
+    shared = body.get("context")
+    if not isinstance(shared, dict) or not shared:
+        shared = None
+    out = []
+    for i, it in enumerate(body["batch"]):
+        if i in skip:
+            continue
+        if shared is not None:
+            it = merge_context(it, shared)
+        m = normalize(it, it.get("type"))
+        out.append((m.get("messageId") or ids[str(i)], m))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,12 +413,17 @@ class _KeyCounts:
 
 
 class Writer:
-    """Moves durable spool records into the warehouse, one transaction per batch (offset included)."""
+    """Moves durable spool records into the warehouse, one transaction per batch (offset included).
 
-    def __init__(self, ws: Workspace, spool: Spool, *, batch_bytes: int = 1024 * 1024) -> None:
+    Under light load it lingers up to `linger_s` for more records so a transaction covers many requests.
+    """
+
+    def __init__(self, ws: Workspace, spool: Spool, *, batch_bytes: int = 4 * 1024 * 1024,
+                 linger_s: float = 0.05) -> None:
         self.ws = ws
         self.spool = spool
         self.batch_bytes = batch_bytes
+        self.linger_s = linger_s
         self.con = ws.duck.cursor()
         self.pos = spool.read_from
         self.tz = ws.config.timezone
@@ -267,6 +434,7 @@ class Writer:
         self.error: str | None = None
         self.batches = 0
         self._last_purge = 0.0
+        self._ip: IpProtector | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="custlens-writer", daemon=True)
@@ -289,6 +457,9 @@ class Writer:
         backoff = 0.1
         while not self._stop.is_set():
             try:
+                backlog = self.spool.durable_end - self.pos
+                if 0 < backlog < self.batch_bytes and self.linger_s and not self._stop.is_set():
+                    self._stop.wait(self.linger_s)  # let a few more group commits arrive: fewer, larger transactions
                 if self.step() == 0:
                     self.spool.data_ready.wait(0.5)
                     self.spool.data_ready.clear()
@@ -317,7 +488,8 @@ class Writer:
         payloads, end = self.spool.read(self.pos, self.batch_bytes)
         if not payloads:
             return 0
-        self._commit([json.loads(p) for p in payloads], end)
+        loads = json.loads
+        self._commit([loads(p) for p in payloads], end)
         self.pos = end
         self.batches += 1
         return len(payloads)
@@ -331,17 +503,43 @@ class Writer:
     def _commit(self, recs: list[dict[str, Any]], end: int) -> None:
         con = self.con
         key = self.ws.key
-        now = datetime.now(ZoneInfo(self.tz)).replace(tzinfo=None)
+        tz = self.tz
+        now = datetime.now(_zone(tz)).replace(tzinfo=None)
         load_id = "collect-" + uuid.uuid4().hex[:12]
         counts: dict[str, _KeyCounts] = defaultdict(_KeyCounts)
         tags: Counter[str] = Counter()
-        rows: list[dict[str, Any]] = []
-        ips: list[str | None] = []
-        dedup_rows: list[tuple[str, str, datetime, str]] = []
-        links: dict[tuple[str, str], datetime] = {}
         bad_rows: list[tuple[Any, ...]] = []
-        replay_ids = [r["bad_id"] for r in recs if r["t"] == "r"]
-        mids = sorted({r["id"] for r in recs if r["t"] in ("e", "r")})
+        # (record kind "e"/"r", key name, received at, client ip, message id, hash or None, message, bad_id)
+        evs: list[tuple[str, str, float, Any, str, str | None, dict[str, Any], str | None]] = []
+        for r in recs:
+            t_ = r["t"]
+            if t_ == "q":
+                name, at, ip = r["k"], r["at"], r.get("ip")
+                try:
+                    items = expand(r)
+                except Exception as e:  # noqa: BLE001 — cannot happen for a record the handler built; keep it anyway
+                    items = []
+                    n = int(r.get("n", 0))
+                    counts[name].received += n
+                    counts[name].bad += n
+                    tags[name] += n
+                    bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, r.get("kind"),
+                                     json.dumps(r.get("body"), ensure_ascii=False, default=str),
+                                     f"mapping failed: {e!r}", r.get("vv")))
+                for mid, m in items:
+                    evs.append(("e", name, at, ip, mid, None, m, None))
+            elif t_ == "b":
+                name = r["k"]
+                c = counts[name]
+                c.received += 1
+                c.bad += 1
+                tags[name] += 1
+                bad_rows.append((r.get("bad_id") or uuid.uuid4().hex, _local(r["at"], tz), name,
+                                 r.get("kind"), r.get("raw"), r.get("err"), r.get("vv")))
+            else:  # "e" (one event per record) and "r" (a replayed bad row)
+                evs.append((t_, r["k"], r["at"], r.get("ip"), r["id"], r.get("h"), r["m"], r.get("bad_id")))
+        replay_ids = [e[7] for e in evs if e[0] == "r"]
+        mids = list({e[4] for e in evs})
         con.execute("BEGIN TRANSACTION")
         try:
             live_bad: set[str] = set()
@@ -350,73 +548,63 @@ class Writer:
                 live_bad = {r[0] for r in con.execute(
                     "SELECT bad_id FROM events_bad WHERE bad_id IN (SELECT bad_id FROM _replay_ids)").fetchall()}
                 con.unregister("_replay_ids")
-            seen: dict[str, dict[str, str]] = defaultdict(dict)
+            seen: dict[str, dict[str, str]] = {}
             if mids:
+                # Only the batch's message ids are looked up (a semi-join in DuckDB), never event by event.
                 con.register("_mids", pa.table({"message_id": pa.array(mids, pa.string())}))
                 for mid, h, eid in con.execute(
                         "SELECT d.message_id, d.payload_hash, d.event_id FROM event_dedup d "
-                        "JOIN _mids USING (message_id) WHERE d.first_seen >= ?", [now - self.window]).fetchall():
-                    seen[mid][h] = eid
+                        "WHERE d.message_id IN (SELECT message_id FROM _mids) AND d.first_seen >= ?",
+                        [now - self.window]).fetchall():
+                    seen.setdefault(mid, {})[h] = eid
                 con.unregister("_mids")
-            for r in recs:
-                name = r["k"]
+            rows: list[tuple[Any, ...]] = []
+            sources: list[str] = []
+            ips: list[Any] = []
+            dedup_rows: list[tuple[str, str, str]] = []
+            links: dict[tuple[str, str], datetime] = {}
+            times = _Times(tz)
+            for t_, name, at, rec_ip, mid, h, m, bad_id in evs:
                 c = counts[name]
-                if r["t"] == "b":
-                    c.received += 1
-                    c.bad += 1
-                    tags[name] += 1
-                    bad_rows.append((r.get("bad_id") or uuid.uuid4().hex, _local(r["at"], self.tz), name,
-                                     r.get("kind"), r.get("raw"), r.get("err"), r.get("vv")))
-                    continue
-                if r["t"] == "r":
-                    if r["bad_id"] not in live_bad:
+                if t_ == "r":
+                    if bad_id not in live_bad:
                         continue  # replayed already
-                    live_bad.discard(r["bad_id"])
+                    live_bad.discard(bad_id)
                     c.bad -= 1
                     c.replayed += 1
                 else:
                     c.received += 1
                     tags[name] += 1
-                mid, h = r["id"], r["h"]
-                known = seen[mid]
-                if h in known:
+                if h is None:
+                    h = payload_hash(m)
+                known = seen.get(mid)
+                if known is None:
+                    known = seen[mid] = {}
+                elif h in known:
                     c.duplicates += 1
                     continue
                 collision = bool(known)
                 eid = f"{mid}~{h[:12]}" if collision else mid
                 try:
-                    row, ip = to_row(r, eid, collision, self.tz, key, load_id)
+                    row, ip = _map(m, at, rec_ip, eid, collision, times, key)
                 except Exception as e:  # noqa: BLE001 — a record the mapping cannot handle becomes a bad row
                     c.bad += 1
-                    bad_rows.append((uuid.uuid4().hex, _local(r["at"], self.tz), name, r["m"].get("type"),
-                                     json.dumps(r["m"], ensure_ascii=False), f"mapping failed: {e!r}", r.get("vv")))
+                    bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, m.get("type"),
+                                     json.dumps(m, ensure_ascii=False, default=str), f"mapping failed: {e!r}",
+                                     VALIDATOR_VERSION_STORED))
                     continue
                 known[h] = eid
                 c.stored += 1
                 c.collisions += collision
-                dedup_rows.append((mid, h, now, eid))
+                dedup_rows.append((mid, h, eid))
                 rows.append(row)
+                sources.append(name)
                 ips.append(ip)
-                if r["m"].get("type") == "identify" and row["user_id"] and row["anonymous_id"]:
-                    k2 = (row["anonymous_id"], row["user_id"])
-                    links[k2] = min(links.get(k2, row["event_time"]), row["event_time"])
+                if m.get("type") == "identify" and row[1] and row[2]:
+                    k2 = (row[2], row[1])
+                    links[k2] = min(links.get(k2, row[4]), row[4])
             if rows:
-                from custlens.privacy.transforms import protect_values  # noqa: PLC0415
-
-                disp, pseudo, enc = protect_values(ips, "ip", key)
-                cols = {c: [r.get(c) for r in rows] for c in EVENT_COLUMNS if c not in ("ip", "ip_pseudo", "ip_enc")}
-                cols.update({"ip": disp, "ip_pseudo": pseudo, "ip_enc": enc})
-                tbl = pa.table({c: pa.array(cols[c], EVENT_SCHEMA.field(c).type) for c in EVENT_COLUMNS})
-                con.register("_ev", tbl)
-                con.execute("INSERT INTO events BY NAME SELECT * FROM _ev")
-                con.unregister("_ev")
-                con.register("_dd", pa.table({
-                    "message_id": pa.array([d[0] for d in dedup_rows], pa.string()),
-                    "payload_hash": pa.array([d[1] for d in dedup_rows], pa.string()),
-                    "first_seen": pa.array([d[2] for d in dedup_rows], pa.timestamp("us")),
-                    "event_id": pa.array([d[3] for d in dedup_rows], pa.string())}))
-                con.execute("INSERT INTO event_dedup SELECT message_id, payload_hash, first_seen, event_id FROM _dd")
-                con.unregister("_dd")
+                self._insert_events(rows, sources, ips, dedup_rows, now, load_id)
             if links:
                 ks = list(links)
                 con.register("_ln", pa.table({
@@ -449,6 +637,40 @@ class Writer:
         with self.spool.acct_lock:
             con.execute("COMMIT")
             self.spool.mark_committed(end, tags)
+
+    def _insert_events(self, rows: list[tuple[Any, ...]], sources: list[str], ips: list[Any],
+                       dedup_rows: list[tuple[str, str, str]], now: datetime, load_id: str) -> None:
+        """One Arrow table → one INSERT for the events, one for their dedup entries. The ip column is protected
+        once per distinct address of the batch."""
+        con = self.con
+        n = len(rows)
+        cols = dict(zip(_ROW_COLUMNS, zip(*rows, strict=True), strict=True))
+        key = bytes(self.ws.key)
+        if self._ip is None or self._ip.key != key:
+            self._ip = IpProtector(key)
+        cols["ip"], cols["ip_pseudo"], cols["ip_enc"] = self._ip(ips)
+        src = {name: SOURCE_PREFIX + name for name in set(sources)}
+        cols["_source"] = [src[s_] for s_ in sources]
+        arrays = []
+        for c in EVENT_COLUMNS:
+            typ = EVENT_SCHEMA.field(c).type
+            if c in cols:
+                arrays.append(pa.array(cols[c], typ))
+            elif c == "_load_id":
+                arrays.append(pa.array([load_id] * n, typ))
+            else:
+                arrays.append(pa.nulls(n, typ))
+        con.register("_ev", pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA))
+        con.execute("INSERT INTO events BY NAME SELECT * FROM _ev")
+        con.unregister("_ev")
+        d0, d1, d2 = zip(*dedup_rows, strict=True)
+        con.register("_dd", pa.table({"message_id": pa.array(d0, pa.string()), "payload_hash": pa.array(d1, pa.string()),
+                                      "event_id": pa.array(d2, pa.string())}))
+        con.execute("INSERT INTO event_dedup SELECT message_id, payload_hash, ?, event_id FROM _dd", [now])
+        con.unregister("_dd")
+
+
+VALIDATOR_VERSION_STORED = 1  # validator_version of bad rows made by the writer (matches collect.VALIDATOR_VERSION)
 
 
 def _local(epoch: float, tz: str) -> datetime:
