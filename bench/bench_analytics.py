@@ -159,7 +159,7 @@ def run(size: str) -> list[dict]:
     out: list[dict] = []
 
     def load(sql: str) -> Any:
-        return raw.execute(sql).fetch_arrow_table()
+        return raw.execute(sql).to_arrow_table()
 
     def add(case: str, impl: str, fn: Callable[[], Any], rows: int, note: str = "", peak: bool = False) -> Any:
         sec, res = _measure(fn)
