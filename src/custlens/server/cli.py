@@ -50,8 +50,13 @@ def serve(host: str = typer.Option(None, "--host", help="Interface to listen on 
     port = port or cfg.port
     writer = not (no_writer or os.environ.get("CUSTLENS_COLLECT_NO_WRITER") == "1")
     err.print(t("serve.start", None, host=host, port=port, ws=root))
+    import importlib.util
+
+    # the C HTTP parser and event loop roughly double single-call throughput; fall back when absent
+    fast = ({"http": "httptools", "loop": "uvloop"}
+            if all(importlib.util.find_spec(m) for m in ("httptools", "uvloop")) else {})
     uvicorn.run(create_app(root, writer=writer), host=host, port=port, workers=1, log_level=log_level,
-                timeout_graceful_shutdown=15)
+                timeout_graceful_shutdown=15, **fast)
 
 
 @events_app.command("stats")
