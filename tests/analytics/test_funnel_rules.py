@@ -240,3 +240,10 @@ def test_funnel_breakdown_ties_sorted_by_value(ws):
     _ev(ws, [("a", "view", 0, "web"), ("b", "view", 0, "APP"), ("c", "view", 0, "mini")])
     res = funnel(ws, "view,cart", breakdown="platform")
     assert list(res.breakdowns) == ["APP", "mini", "web"]
+
+
+def test_funnel_step1_only_person_attributed_to_first_step1_event(ws):
+    # no attempt gets past step 1: the earliest view is the best attempt (first to reach step 1)
+    _ev(ws, [("a", "view", 0, "APP"), ("a", "view", 100, "web"), ("a", "view", 200, "web")])
+    res = funnel(ws, "view,cart", breakdown="platform", attribution="first_touch")
+    assert _bd(res) == {"APP": [1, 0]}

@@ -91,12 +91,10 @@ def seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
     return ts.epoch_seconds().cast("float64") + ts.millisecond().cast("float64") / 1000.0
 
 
-_BLANK_FIRST = (" ", "\t", "\n", "\r", "\x0b", "\x0c")  # the characters ibis' strip() removes
-
-
 def _blank(val: ir.StringValue) -> ir.BooleanValue:
-    """val.strip() == "", testing the first character before trimming (trim copies every string)."""
-    return (val == "") | (val.substr(0, 1).isin(list(_BLANK_FIRST)) & (val.strip() == ""))
+    """val.strip() == "", trimming only strings whose first character could be whitespace (strip()
+    removes " \t\n\r\v\f", all <= " "), since trimming copies every string."""
+    return (val == "") | ((val.substr(0, 1) <= " ") & (val.strip() == ""))
 
 
 def person_expr(tbl: ir.Table) -> ir.StringValue:
