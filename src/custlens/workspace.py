@@ -140,6 +140,16 @@ class Workspace:
                                  fix="load data into it with `custlens ingest ... --table " + name + "`")
         if self.gov is not None and not self._system:
             return self.gov.table(self, name)
+        return self.read_table(name)
+
+    def read_table(self, name: str) -> ir.Table:
+        """Hot rows plus archived Parquet partitions when the table has any (tiered storage)."""
+        if self.config.engine.kind == "duckdb" and (self.archive_dir / name).is_dir():
+            from custlens.ops.archive import archived_view  # noqa: PLC0415
+
+            view = archived_view(self, name)
+            if view is not None:
+                return self.con.table(view)
         return self.con.table(name)
 
     def raw_table(self, name: str) -> ir.Table:

@@ -86,8 +86,6 @@ def test_ops_archive_moves_rows_and_reads_transparently(demo_ws):
     ws.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the proposed Workspace.table diff (reads through custlens.ops.archive."
-                                       "archived_view); until then analyses given a Workspace see hot rows only")
 def test_ops_archive_workspace_table_reads_archive(demo_ws):
     from custlens.analytics.rfm import rfm
 

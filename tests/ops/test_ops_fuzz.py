@@ -74,10 +74,6 @@ def test_ops_fuzz_json_reader_text(tmp_path_factory, suffix, data):
     _check(path)
 
 
-@pytest.mark.xfail(strict=True, reason="readers._json_source: a UnicodeDecodeError while scanning JSON Lines headers "
-                                       "escapes as a traceback (the line loop decodes outside any try). Fix: catch "
-                                       "UnicodeDecodeError around the line loop and raise _err('ingest.read.bad', "
-                                       "f'{path}, line {lineno}', …)")
 def test_ops_jsonl_invalid_utf8_is_a_clear_error(tmp_path):
     from tests.ops.conftest import no_traceback, run_cli
 

@@ -142,8 +142,8 @@ def test_cli_pii_audit_exit_code_tracks_findings(ws) -> None:  # noqa: ANN001
 
 def test_decimal_fractions_are_not_cards_or_phones(ws):
     """A long float (model metrics JSON) holds 16+ digit runs that can pass Luhn; they are not PII."""
-    from custlens.privacy.scan import scan_warehouse
     from custlens.privacy.recognizers import is_bank_card
+    from custlens.privacy.scan import scan_warehouse
 
     frac = "6222021234567890"
     frac = next(f"622202123456789{d}" for d in range(10) if is_bank_card(f"622202123456789{d}"))

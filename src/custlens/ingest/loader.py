@@ -45,6 +45,9 @@ register({
     "ingest.q.negative": {"zh": "{col}：不可能为负数（{value}）", "en": "{col}: a negative value is impossible ({value})"},
     "ingest.q.paid_negative": {"zh": "{col}：已支付订单的金额为负（{value}）",
                                "en": "{col}: negative amount on a paid order ({value})"},
+    "ingest.changed": {"zh": "{source} 在读取过程中被修改，本次载入已撤销", "en": "{source} changed while being read; the "
+                       "load was rolled back"},
+    "ingest.changed.fix": {"zh": "等写入程序完成后重新运行", "en": "re-run when the program writing it has finished"},
     "ingest.q.erased": {"zh": "该客户已按个人信息删除请求被删除（墓碑记录），不再导入",
                         "en": "this customer was erased on request (tombstone); the row is not loaded again"},
     "ingest.q.future": {"zh": "{col}：{value} 晚于当前时间超过 {hours} 小时",
@@ -141,6 +144,15 @@ def _now(ws: Workspace) -> datetime:
     return datetime.now(ZoneInfo(ws.config.timezone)).replace(tzinfo=None)
 
 
+def _stat(path: Any) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a source file, or None for database sources."""
+    try:
+        st = os.stat(path)
+    except (TypeError, OSError):
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
 def load_source(ws: Workspace, src: Source, table: str | None = None, *, mapping: dict[str, str] | None = None,
                 progress: ProgressFn | None = None, file: str | None = None) -> LoadReport:
     """Load one source in one transaction; a repeat of loaded content reports already_loaded."""
@@ -149,6 +161,7 @@ def load_source(ws: Workspace, src: Source, table: str | None = None, *, mapping
     schema = get_table(tname)
     cm = map_columns(src.headers, tname, mapping=mapping, source=src.name)
     started = _now(ws)
+    stat0 = _stat(src.path)
     content_hash = src.content_hash()
     prev = ws.sql("SELECT load_id FROM ingest_ledger WHERE content_hash = ? AND table_name = ? AND status = 'loaded' "
                   "LIMIT 1", [content_hash, tname]).fetchone()
@@ -163,6 +176,10 @@ def load_source(ws: Workspace, src: Source, table: str | None = None, *, mapping
     try:
         with ws.transaction() as con:
             _Loader(ws, con, src, schema, cm, rep, progress).run()
+            # a file rewritten while it was read must not be recorded under the old content's hash
+            if stat0 is not None and (_stat(src.path) != stat0 or src.content_hash() != content_hash):
+                raise InputError(t("ingest.changed", ws.lang, source=src.name), where=str(src.path),
+                                 fix=t("ingest.changed.fix", ws.lang))
     except CustlensError as e:
         _record_failure(ws, rep, e.message)
         raise

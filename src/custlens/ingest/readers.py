@@ -306,7 +306,15 @@ def _json_source(path: Path, batch_rows: int) -> Source:
             return
         with open(path, encoding=enc) as f:
             n = 0
-            for lineno, line in enumerate(f, 1):
+            lineno = 0
+            lines = enumerate(f, 1)
+            while True:
+                try:
+                    lineno, line = next(lines)
+                except StopIteration:
+                    break
+                except UnicodeDecodeError as e:  # bytes that are not valid in the detected encoding
+                    raise _err("ingest.read.bad", f"{path}, line {lineno + 1}", path=path, detail=str(e)) from None
                 if not line.strip():
                     continue
                 n += 1

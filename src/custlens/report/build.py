@@ -7,6 +7,7 @@ HTML/PDF/xlsx into reports/<report_id>/ with run.json, and records the run in th
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -156,21 +157,38 @@ def write_report(ws: Workspace, *, period: str | None = None, lang: str = "zh", 
     finally:
         ws.actor, ws.gov = prev_actor, prev_gov
     report_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    folder = ws.reports_dir / report_id
+    sweep_partials(ws, older_than_s=3600)  # never a concurrent run's folder
+    final = ws.reports_dir / report_id
+    folder = ws.reports_dir / f".{report_id}.partial"  # a killed run never leaves a half-written reports/<id>/
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"report-{ctx.period_start:%Y-%m}-{lang}" + (f"-{role}" if role else "")
-    files: list[Path] = []
+    written: list[Path] = []
     for f in formats:
         p = folder / f"{stem}.{f}"
         {"html": render.write_html, "pdf": render.write_pdf, "xlsx": render.write_xlsx}[f](doc, p)
-        files.append(p)
+        written.append(p)
     params = {"report_id": report_id, "period": ctx.period_start.strftime("%Y-%m"), "lang": lang, "role": role,
               "formats": list(formats), "data_end": ctx.data_end.isoformat(), "created_at": datetime.now().isoformat()}
-    run = ReportRun(report_id=report_id, folder=folder, files=files, findings=findings, recommendations=recs,
+    files = [final / p.name for p in written]
+    run = ReportRun(report_id=report_id, folder=final, files=files, findings=findings, recommendations=recs,
                     summary_table=summary, params=params, skipped=dict(ctx.skipped))
     (folder / "run.json").write_text(json.dumps(run.to_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")
+    os.replace(folder, final)
     _record(ws, run)
     return run
+
+
+def sweep_partials(ws: Workspace, older_than_s: float = 0.0) -> int:
+    """Remove work folders left by killed report runs; returns how many were removed."""
+    import shutil  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    n = 0
+    for d in ws.reports_dir.glob(".*.partial"):
+        if d.is_dir() and time.time() - d.stat().st_mtime >= older_than_s:
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
 
 
 def _record(ws: Workspace, run: ReportRun) -> None:

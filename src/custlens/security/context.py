@@ -30,7 +30,7 @@ class Governance:
     aggregating: int = 0
 
     def table(self, ws: Workspace, name: str) -> ir.Table:
-        raw = ws.con.table(name)
+        raw = ws.read_table(name)
         eff = effective(ws, self.user.roles, name, list(raw.columns))
         if eff.aggregates_only and name in CUSTOMER_TABLES and not self.aggregating:
             raise PermissionDenied(t("policy.aggregates_only", None, roles=",".join(self.user.roles)),
