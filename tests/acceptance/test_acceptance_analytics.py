@@ -63,3 +63,19 @@ def test_service_satisfaction_links_to_churn(w, truth):
     assert s.summary  # satisfaction distribution and outcomes are computed
     d = truth["churn"]["measured"]["drivers"]["low_satisfaction"]
     assert d["churn_rate_with"] > d["churn_rate_without"]
+
+
+def test_session_funnel_recovers_planted_conversion_per_platform(w, truth):
+    from custlens.analytics.funnel import funnel
+
+    steps = ["view", "add_to_cart", "checkout", "order"]
+    f = funnel(w, steps, breakdown="platform", aggregate_by="session", **FULL)
+    measured = truth["funnel"]["measured"]
+    worst = None
+    for platform, tbl in f.breakdowns.items():
+        conv = tbl.conversion_from_previous.tolist()
+        for i, name in enumerate(("view→add_to_cart", "add_to_cart→checkout", "checkout→order"), start=1):
+            assert conv[i] == pytest.approx(measured[platform][name], abs=0.03), (platform, name)
+            if worst is None or conv[i] < worst[0]:
+                worst = (conv[i], platform, name)
+    assert worst[1:] == (truth["funnel"]["worst_step"]["platform"], truth["funnel"]["worst_step"]["step"])

@@ -247,3 +247,24 @@ def test_funnel_step1_only_person_attributed_to_first_step1_event(ws):
     _ev(ws, [("a", "view", 0, "APP"), ("a", "view", 100, "web"), ("a", "view", 200, "web")])
     res = funnel(ws, "view,cart", breakdown="platform", attribution="first_touch")
     assert _bd(res) == {"APP": [1, 0]}
+
+
+def test_aggregate_by_session_counts_each_session(ws):
+    """A person who converts in their second session is one converted person but 1 of 2 sessions."""
+    from datetime import datetime
+
+    from tests.conftest import insert_rows
+
+    from custlens.analytics.funnel import funnel
+
+    t0 = datetime(2024, 5, 1, 10)
+    rows = [("e1", "u1", "s1", "view", 0), ("e2", "u1", "s2", "view", 3600), ("e3", "u1", "s2", "order", 3700),
+            ("e4", "u2", "s3", "view", 0)]
+    insert_rows(ws, "events", [{"event_id": e, "user_id": u, "session_id": s, "event": ev,
+                                "event_time": t0.replace(second=0) + __import__("datetime").timedelta(seconds=dt),
+                                "platform": "APP"} for e, u, s, ev, dt in rows])
+    by_person = funnel(ws, ["view", "order"]).table["count"].tolist()
+    by_session = funnel(ws, ["view", "order"], aggregate_by="session", breakdown="platform")
+    assert by_person == [2, 1]
+    assert by_session.table["count"].tolist() == [3, 1]
+    assert by_session.breakdowns["APP"]["count"].tolist() == [3, 1]

@@ -479,8 +479,16 @@ def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, w
 
 def funnel(ws: Workspace, steps: Any, *, window: str | float = "14d", order: str = "ordered",
            exclusions: Any = (), breakdown: str | None = None, attribution: str = "first_touch",
-           date_from: Any = None, date_to: Any = None, as_of: Any = None) -> FunnelResult:
-    """Persons reaching each step of `steps` within `window` of their first step (PostHog rules)."""
+           date_from: Any = None, date_to: Any = None, as_of: Any = None,
+           aggregate_by: str = "person") -> FunnelResult:
+    """Persons (or sessions) reaching each step of `steps` within `window` of their first step (PostHog rules).
+
+    aggregate_by="session" counts unique sessions, as PostHog's "aggregating by unique sessions": each
+    session is a unit of its own, so only breakdowns by an events column apply.
+    """
+    if aggregate_by not in ("person", "session"):
+        raise ValidationError(f"aggregate_by must be person or session, not {aggregate_by!r}",
+                              where="aggregate_by", fix="use person or session")
     parsed = parse_steps(steps)
     n = len(parsed)
     if order not in ORDERS:
@@ -491,6 +499,15 @@ def funnel(ws: Workspace, steps: Any, *, window: str | float = "14d", order: str
     start, end = date_bounds(date_from, date_to, as_of)
 
     events = events_table(ws)
+    if aggregate_by == "session":
+        if "session_id" not in events.columns:
+            raise InputError("the events have no session_id to aggregate by", where="aggregate_by",
+                             fix="aggregate by person, or load events with a session id")
+        if breakdown is not None and breakdown not in events.columns:
+            raise InputError(f"with aggregate_by=session, breakdown {breakdown!r} must be an events column",
+                             where="breakdown", fix="break down by an events column such as platform or channel")
+        # the session is the unit: person_expr falls back to anonymous_id when user_id is null
+        events = events.mutate(user_id=ibis.null().cast("string"), anonymous_id=events.session_id)
     if breakdown is not None and breakdown not in events.columns and not (
             ws.has_table("customers") and breakdown in ws.table("customers").columns):
         raise InputError(t("beh.no_column", None, name=breakdown), where="breakdown",
@@ -519,6 +536,7 @@ def funnel(ws: Workspace, steps: Any, *, window: str | float = "14d", order: str
               "window_seconds": win, "order": order,
               "exclusions": [{"event": e, "from_step": a, "to_step": b} for e, a, b in excl],
               "breakdown": breakdown, "attribution": attribution if breakdown else None,
+              "aggregate_by": aggregate_by,
               "date_from": start, "date_to": end}
     first = int(overall["count"].iloc[0])
     last = int(overall["count"].iloc[-1])
@@ -547,12 +565,13 @@ def register_cli(app: typer.Typer) -> None:
                                         help="first_touch | last_touch | all_events | step:N"),
         date_from: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD)."),
         date_to: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD), inclusive."),
+        aggregate_by: str = typer.Option("person", "--aggregate-by", help="person | session"),
         fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     ) -> None:
         """Conversion funnel: persons reaching each step within the window."""
         ws = open_ws(read_only=True)
         try:
-            res = funnel(ws, steps, window=window, order=order, exclusions=exclude, breakdown=breakdown,
+            res = funnel(ws, steps, aggregate_by=aggregate_by, window=window, order=order, exclusions=exclude, breakdown=breakdown,
                          attribution=attribution, date_from=date_from, date_to=date_to)
         finally:
             ws.close()
