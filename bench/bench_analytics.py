@@ -2,7 +2,7 @@
 straightforward pandas implementation vs a numpy/Arrow scan floor (read the needed columns once and do
 one vectorized pass), and chdb's windowFunnel when `chdb` is importable.
 
-Sizes: S = 50k customers (~2.5M events), M = 500k, L = 5M (`python bench/run.py --size M --only analytics`
+Sizes: S = 50k customers (~2.5M events), M = 1M (~47M events), L = 5M (`python bench/run.py --size M --only analytics`
 on a quiet machine). The demo workspace for a size is built once and cached in the temp folder.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SIZES = {"S": 50_000, "M": 500_000, "L": 5_000_000}
+SIZES = {"S": 50_000, "M": 1_000_000, "L": 5_000_000}  # issue 8: M = 1M customers, L = 5M
 AS_OF = "2024-12-31"
 D_FROM = "2024-07-01"
 STEPS = ["view", "add_to_cart", "checkout", "order"]
