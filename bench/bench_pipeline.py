@@ -15,7 +15,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-SIZES = {"S": 50_000, "M": 500_000, "L": 5_000_000}
+SIZES = {"S": 50_000, "M": 1_000_000, "L": 5_000_000}  # issue 8: M = 1M customers
 
 _STAGE = textwrap.dedent("""
     import json, resource, sys, time
