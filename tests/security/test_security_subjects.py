@@ -231,3 +231,24 @@ def test_reingest_does_not_resurrect_an_erased_subject(ws, tmp_path):
     assert ids == {"C2", "C3"}
     q = alice.duck.execute("SELECT raw, reason FROM quarantine WHERE source = 'crm2.csv'").fetchall()
     assert q[0][0] == "{}" and "13812345678" not in str(q)
+
+
+def test_retention_aggregates_then_deletes_old_events(ws):
+    from datetime import timedelta
+
+    from custlens.security.subjects import apply_retention
+
+    now = datetime.now()
+    insert_rows(ws, "events", [
+        {"event_id": f"old{i}", "user_id": f"U{i % 2}", "event": "view", "event_time": now - timedelta(days=400),
+         "platform": "APP"} for i in range(5)] + [
+        {"event_id": "new1", "user_id": "U1", "event": "view", "event_time": now - timedelta(days=3),
+         "platform": "APP"}])
+    ws.actor = owner()
+    assert apply_retention(ws, days=0)["deleted"] == 0  # 0 = keep forever
+    res = apply_retention(ws, days=365)
+    assert res["deleted"] == 5
+    assert [r[0] for r in ws.duck.execute("SELECT event_id FROM events").fetchall()] == ["new1"]
+    daily = ws.duck.execute("SELECT event, events, users FROM events_daily").fetchall()
+    assert daily == [("view", 5, 2)]
+    assert any(r["action"] == "retention.events" for r in audit.show(ws))
