@@ -117,7 +117,9 @@ def register(app: typer.Typer) -> None:
         finally:
             ws.close()
         frame = frame.astype(object).where(frame.notna(), None)
-        shown = frame if fmt is not Format.table else frame.drop(columns=["content_hash", "finished_at"])
+        # the terminal view keeps what a person reads; JSON and CSV carry every column
+        shown = frame if fmt is not Format.table else frame[["source", "table_name", "status", "rows_read", "loaded",
+                                                             "duplicates", "quarantined", "error"]]
         emit({"loads": frame.to_dict(orient="records")}, fmt, title=t("ingest.cli.ledger"), frame=shown)
 
     @app.command("quarantine")
@@ -150,4 +152,6 @@ def register(app: typer.Typer) -> None:
         finally:
             ws.close()
         frame = frame.astype(object).where(frame.notna(), None)
-        emit({"rows": frame.to_dict(orient="records")}, fmt, title=t("ingest.cli.quarantine"), frame=frame)
+        shown = frame if fmt is not Format.table else frame[[c for c in ("table_name", "source", "row", "column_name",
+                                                                          "reason") if c in frame.columns]]
+        emit({"rows": frame.to_dict(orient="records")}, fmt, title=t("ingest.cli.quarantine"), frame=shown)
