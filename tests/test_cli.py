@@ -33,3 +33,13 @@ def test_json_output_is_one_document(tmp_path):
     p = run("--workspace", str(tmp_path / "w"), "tags", "list", "--format", "json")
     doc = json.loads(p.stdout)
     assert {r["group"] for r in doc["rules"]} == {"basic", "behaviour", "value"}
+
+
+def test_table_output_survives_missing_numbers(capsys):
+    from custlens.cli import emit
+
+    emit({"avg_satisfaction": float("nan"), "orders": 3, "tags": {"x": float("nan")}}, "table")
+    out = capsys.readouterr().out
+    assert "avg_satisfaction" in out and "—" in out
+    emit({"v": float("nan")}, "json")
+    assert '"v": null' in capsys.readouterr().out

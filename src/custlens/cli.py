@@ -168,6 +168,8 @@ def to_json(data: Any) -> str:
 def _clean_nan(o: Any) -> Any:
     if isinstance(o, float) and o != o:
         return None
+    if type(o).__name__ == "NaTType":
+        return None
     if isinstance(o, dict):
         return {k: _clean_nan(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
@@ -178,8 +180,9 @@ def _clean_nan(o: Any) -> Any:
 def emit(data: Any, fmt: Format | str = Format.table, *, title: str | None = None, frame: Any = None) -> None:
     """Print a result: one JSON document (stdout), CSV of `frame`, or Rich tables of `frame`/data."""
     fmt = Format(fmt)
+    data = _clean_nan(data)
     if fmt is Format.json:
-        sys.stdout.write(to_json(_clean_nan(data)) + "\n")
+        sys.stdout.write(to_json(data) + "\n")
         return
     if fmt is Format.csv:
         if frame is None:
@@ -191,7 +194,8 @@ def emit(data: Any, fmt: Format | str = Format.table, *, title: str | None = Non
     elif isinstance(data, dict):
         tbl = Table(title=title, show_header=False)
         for k, v in data.items():
-            tbl.add_row(str(k), v if isinstance(v, str) else to_json(v))
+            cell = "—" if v is None else to_json(v) if isinstance(v, (dict, list, tuple)) else str(v)
+            tbl.add_row(str(k), cell)
         out.print(tbl)
     else:
         out.print(data)
