@@ -194,7 +194,8 @@ def emit(data: Any, fmt: Format | str = Format.table, *, title: str | None = Non
     elif isinstance(data, dict):
         tbl = Table(title=title, show_header=False)
         for k, v in data.items():
-            cell = "—" if v is None else to_json(v) if isinstance(v, (dict, list, tuple)) else str(v)
+            cell = ("—" if v is None else to_json(v) if isinstance(v, (dict, list, tuple))
+                    else (f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4g}") if isinstance(v, float) else str(v))
             tbl.add_row(str(k), cell)
         out.print(tbl)
     else:
