@@ -207,7 +207,8 @@ def print_frame(frame: Any, title: str | None = None, max_rows: int = 50) -> Non
     for c in frame.columns:
         tbl.add_column(str(c), overflow="fold")
     for row in frame.head(max_rows).itertuples(index=False):
-        tbl.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
+        tbl.add_row(*["—" if v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NaTType"
+                      else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
     out.print(tbl)
     if len(frame) > max_rows:
         err.print(f"… {len(frame) - max_rows} more rows (use --format csv for all)")
