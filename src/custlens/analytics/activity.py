@@ -187,7 +187,7 @@ def register_cli(analyze_app: Any) -> None:
     @analyze_app.command("activity")
     def activity_cmd(
         as_of: str = typer.Option(None, "--as-of", help="Reference date (default: latest event date)."),
-        date_from: str = typer.Option(None, "--date-from", help="Ignore events before this date."),
+        date_from: str = typer.Option(None, "--from", "--date-from", help="Ignore events before this date."),
         visit: str = typer.Option("day", "--visit", help="What counts as a visit: day or session."),
         breakdown: str = typer.Option(None, "--breakdown", help="province, member_level, segment, …"),
         fmt: str = typer.Option("table", "--format", help="table, json or csv."),

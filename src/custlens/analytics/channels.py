@@ -203,8 +203,8 @@ def register_cli(analyze_app: Any) -> None:
 
     @analyze_app.command("channels")
     def channels_cmd(
-        date_from: str = typer.Option(None, "--date-from", help="First day (default: 90 days before date-to)."),
-        date_to: str = typer.Option(None, "--date-to", help="Last day (default: latest data)."),
+        date_from: str = typer.Option(None, "--from", "--date-from", help="First day (default: 90 days before date-to)."),
+        date_to: str = typer.Option(None, "--to", "--date-to", help="Last day (default: latest data)."),
         grain: str = typer.Option(None, "--grain", help="Add a trend by day, week or month."),
         by: str = typer.Option("channel", "--by", help="Rows: channel, campaign or trend."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv."),

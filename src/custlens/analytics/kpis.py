@@ -273,8 +273,8 @@ def register_cli(analyze_app: Any) -> None:
     def kpis_cmd(
         grain: str = typer.Option("month", "--grain", help="day, week or month."),
         metrics: str = typer.Option(None, "--metrics", help="Comma-separated KPIs (default: all)."),
-        date_from: str = typer.Option(None, "--date-from", help="First day (aligned to its period start)."),
-        date_to: str = typer.Option(None, "--date-to", help="Last day (default: latest data)."),
+        date_from: str = typer.Option(None, "--from", "--date-from", help="First day (aligned to its period start)."),
+        date_to: str = typer.Option(None, "--to", "--date-to", help="Last day (default: latest data)."),
         breakdown: str = typer.Option(None, "--breakdown", help="channel, platform, province, member_level, segment…"),
         changes: bool = typer.Option(False, "--changes", help="Output the long table with PoP/YoY changes."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv."),

@@ -402,7 +402,7 @@ def register_cli(analyze_app: Any) -> None:
     @analyze_app.command("rfm")
     def rfm_cmd(
         as_of: str = typer.Option(None, "--as-of", help="Reference date (default: latest order date)."),
-        date_from: str = typer.Option(None, "--date-from", help="Only orders from this date."),
+        date_from: str = typer.Option(None, "--from", "--date-from", help="Only orders from this date."),
         bins: int = typer.Option(5, "--bins", help="Score levels (quantile bins)."),
         method: str = typer.Option("quantile", "--method", help="quantile or thresholds."),
         thresholds: str = typer.Option(None, "--thresholds",

@@ -175,8 +175,8 @@ def register_cli(analyze_app: Any) -> None:
 
     @analyze_app.command("service")
     def service_cmd(
-        date_from: str = typer.Option(None, "--date-from", help="First day (default: 90 days before date-to)."),
-        date_to: str = typer.Option(None, "--date-to", help="Last day (default: latest ticket)."),
+        date_from: str = typer.Option(None, "--from", "--date-from", help="First day (default: 90 days before date-to)."),
+        date_to: str = typer.Option(None, "--to", "--date-to", help="Last day (default: latest ticket)."),
         by: str = typer.Option("category", "--by",
                                help="Rows: category, channel, satisfaction, heatmap or outcomes."),
         fmt: str = typer.Option("table", "--format", help="table, json or csv."),
