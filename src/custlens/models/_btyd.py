@@ -189,9 +189,15 @@ def gg_expected_spend(p: float, q: float, v: float, x: Array, m: Array) -> Array
 # ----------------------------------------------------------------------------- fitting
 def aggregate(*cols: Array) -> tuple[list[Array], Array]:
     """Unique rows of the given columns with their counts (the weights of a weighted likelihood)."""
-    stacked = np.column_stack([np.asarray(c, dtype=float) for c in cols])
-    uniq, counts = np.unique(stacked, axis=0, return_counts=True)
-    return [uniq[:, i] for i in range(uniq.shape[1])], counts.astype(float)
+    import pandas as pd  # noqa: PLC0415
+
+    # hash grouping: several times faster than np.unique(axis=0)'s row sort on a million customers
+    df = pd.DataFrame({f"c{i}": np.asarray(c, dtype=float) for i, c in enumerate(cols)})
+    g = df.groupby(list(df.columns), sort=True, dropna=False).size()  # never drop a customer
+    idx = g.index
+    uniq = [np.asarray(idx.get_level_values(i), dtype=float) for i in range(len(cols))] if len(cols) > 1 \
+        else [np.asarray(idx, dtype=float)]
+    return uniq, g.to_numpy(dtype=float)
 
 
 def fit_mle(ll: Callable[..., Array], data: list[Array], weights: Array, x0: Array,
