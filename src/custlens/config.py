@@ -81,6 +81,12 @@ class AlertRule(_M):
     segment: str = ""
 
 
+class ModelsConfig(_M):
+    # above this many training rows, supervised models fit on a stratified sample (documented in the run)
+    max_fit_rows: int = 500_000
+    score_batch_rows: int = 200_000  # scoring runs in batches of this many customers
+
+
 class ReportConfig(_M):
     lang: Literal["zh", "en"] = "zh"
     questions: list[str] = Field(default_factory=lambda: ["raise_repurchase", "cut_high_value_churn"])
@@ -116,6 +122,7 @@ class Config(_M):
     activity: ActivityConfig = Field(default_factory=ActivityConfig)
     tags: list[TagRule] = Field(default_factory=list)
     alerts: list[AlertRule] = Field(default_factory=list)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)

@@ -143,3 +143,18 @@ def test_calibrated_probabilities_are_closer_to_rates_than_raw():
     p = m.predict_proba(X.iloc[3000:])[:, 1]
     assert abs(p.mean() - y[3000:].mean()) < 0.05
     assert evaluate(y[3000:], p)["roc_auc"] > 0.75
+
+
+def test_stratified_cap_keeps_class_shares():
+    import numpy as np
+    import pandas as pd
+
+    from custlens.models.churn import stratified_cap
+
+    y = np.array([1] * 200 + [0] * 800)
+    f = pd.DataFrame({"x": np.arange(1000)})
+    fs, ys = stratified_cap(f, y, 100)
+    assert len(ys) == 100 and ys.sum() == 20 and len(fs) == 100
+    assert set(fs.x) <= set(range(1000))
+    same_f, same_y = stratified_cap(f, y, 5000)
+    assert same_f is f and len(same_y) == 1000

@@ -182,10 +182,13 @@ class ChurnClassifier:
             X[c] = pd.to_numeric(X[c], errors="coerce").astype("float64")
         return X
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated [P(stay), P(churn)] per row."""
+    def predict_proba(self, X: pd.DataFrame, batch_rows: int = 200_000) -> np.ndarray:
+        """Calibrated [P(stay), P(churn)] per row, scored in batches so memory stays bounded."""
         with threadpool_limits(1):
-            return self.model_.predict_proba(self._prep(X))
+            if len(X) <= batch_rows:
+                return self.model_.predict_proba(self._prep(X))
+            return np.vstack([self.model_.predict_proba(self._prep(X.iloc[i:i + batch_rows]))
+                              for i in range(0, len(X), batch_rows)])
 
     def predict(self, X: pd.DataFrame, threshold: float = 0.5) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= threshold).astype(int)
@@ -222,6 +225,19 @@ def _groups(columns: list[str]) -> dict[str, list[str]]:
         if c not in taken:
             out[c] = [c]
     return out
+
+
+def stratified_cap(frame: pd.DataFrame, y: np.ndarray, cap: int, random_state: int = 0
+                   ) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most `cap` rows, sampled per class in proportion (large data fits on a stratified sample)."""
+    y = np.asarray(y)
+    if len(y) <= cap:
+        return frame, y
+    rng = np.random.default_rng(random_state)
+    keep = np.sort(np.concatenate([
+        rng.choice(idx, size=max(1, round(cap * len(idx) / len(y))), replace=False)
+        for idx in (np.flatnonzero(y == c) for c in np.unique(y))]))
+    return frame.iloc[keep].reset_index(drop=True), y[keep]
 
 
 def group_importance(model: ChurnClassifier, X: pd.DataFrame, y: np.ndarray, n_repeats: int = 3,
@@ -592,21 +608,24 @@ def _behavioural(ws: Workspace, as_of: date, horizon: int, label_on: str, random
     _check_classes(y1, f"training window {t1}–{t2 - timedelta(days=1)}")
     _check_classes(y2, f"test window {t2}–{as_of}")
     feat = _model_columns(f1)
-    m = ChurnClassifier("gbm", random_state=random_state).fit(f1[feat], y1)
-    b = ChurnClassifier("logit", random_state=random_state).fit(f1[feat], y1)
+    cap = ws.config.models.max_fit_rows
+    f1s, y1s = stratified_cap(f1, y1, cap, random_state)
+    m = ChurnClassifier("gbm", random_state=random_state).fit(f1s[feat], y1s)
+    b = ChurnClassifier("logit", random_state=random_state).fit(f1s[feat], y1s)
     X2 = f2[feat].reset_index(drop=True)
     metrics = evaluate(y2, m.predict_proba(X2)[:, 1])
     baseline = evaluate(y2, b.predict_proba(X2)[:, 1])
     importance = group_importance(m, X2, y2, n_repeats=3, random_state=random_state)
     # the scoring model learns from the latest complete window (same procedure, one window later)
-    final = ChurnClassifier("gbm", random_state=random_state).fit(f2[feat], y2)
+    f2s, y2s = stratified_cap(f2, y2, cap, random_state)
+    final = ChurnClassifier("gbm", random_state=random_state).fit(f2s[feat], y2s)
     now = customer_features(ws, end)
     now = now[_since(now, label_on).notna()].reset_index(drop=True)
     lapsed = (_since(now, label_on) >= horizon).to_numpy()
     return {
         "evaluation": "time_split", "metrics": metrics, "baseline": baseline,
         "drivers": drivers_from(importance, X2, y2), "model": final, "score_frame": now, "features": feat,
-        "n_train": len(y1), "n_test": len(y2), "lapsed": lapsed,
+        "n_train": len(y1s), "n_test": len(y2), "lapsed": lapsed, "sampled": len(y1s) < len(y1),
         "windows": {"train_cutoff": t1, "train_label_end": t2 - timedelta(days=1), "test_cutoff": t2,
                     "test_label_end": as_of},
     }
@@ -624,7 +643,7 @@ def churn(ws: Workspace, *, label: str | None = None, horizon_days: int = 90, as
     r = (_explicit(ws, label, as_of_d, random_state) if label
          else _behavioural(ws, as_of_d, int(horizon_days), label_on, random_state))
     sf: pd.DataFrame = r["score_frame"]
-    p = r["model"].predict_proba(sf[r["features"]])[:, 1]
+    p = r["model"].predict_proba(sf[r["features"]], batch_rows=ws.config.models.score_batch_rows)[:, 1]
     band = _band(p)
     if "lapsed" in r:  # already without a purchase for the whole horizon: churned, not at risk
         p = np.where(r["lapsed"], np.nan, p)
