@@ -170,6 +170,11 @@ silent_visits_per_month = 1.0
 churn_days = 90
 new_days = 30
 
+[models]
+# Above this many training rows, supervised models fit on a stratified sample; scoring runs in batches.
+max_fit_rows = 500000
+score_batch_rows = 200000
+
 [report]
 lang = "zh"
 questions = ["raise_repurchase", "cut_high_value_churn"]
