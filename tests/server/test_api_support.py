@@ -29,6 +29,7 @@ USERS = {  # name → (roles, attributes)
     "aud": (["auditor"], {}),
     "svc": (["service"], {}),
     "reg": (["regional"], {"provinces": ["广东"]}),
+    "reg2": (["regional"], {"provinces": ["北京"]}),  # same role set, other attributes: nothing cached is shared
 }
 REGIONAL_ROLE = """
 [security.custom_roles.regional]

@@ -13,7 +13,9 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,93 @@ register({
 ANALYSES = ("rfm", "activity", "kpis", "funnel", "retention", "paths", "channels", "service")
 MODELS = ("clv", "baskets", "churn", "clusters", "anomalies", "recommend", "text")
 PII_REVEALABLE = ("name", "phone", "email")
-_CACHE: dict[Any, tuple[float, Any]] = {}
-_WRITES = {"last": 0.0}  # time of the last write through this server; older cached results are stale
-RESULT_TTL_S = 60.0  # analysis results are reused for a minute (per role set, attributes and parameters)
+_CACHE: dict[Any, tuple[float, int, Any, dict[str, set[str]]]] = {}  # key → (at, write generation, value, read)
+_WRITES = {"last": 0.0, "gen": 0}  # the last write through this server; results from an older generation are stale
+RESULT_TTL_S = 60.0  # analysis results are fresh for a minute (per role set, attributes and parameters) ...
+STALE_MAX_S = 900.0  # ... then served once more while they are recomputed in the background (same generation)
+_REFRESHING: set[Any] = set()
 
 
 def note_write() -> None:
-    """Called after every write: cached analysis results from before it are no longer used."""
+    """Called after every write: cached results and compiled 360 queries from before it are no longer used."""
     _WRITES["last"] = time.time()
+    _WRITES["gen"] += 1
+    _PLANS.clear()
+    if _WARM["state"] is not None:
+        start_warmup(_WARM["state"], delay_s=2.0)
+
+
+def role_key(ctx: Ctx) -> tuple[Any, ...]:
+    """What a governed result depends on besides its parameters: workspace, role set, user attributes."""
+    return (str(ctx.ws.root), tuple(sorted(ctx.user.roles)), ctx.ws.gov is None,
+            json.dumps(ctx.user.attributes, sort_keys=True, default=str))
+
+
+def _merge_read(ctx: Ctx, read: dict[str, set[str]]) -> None:
+    """A cached result names the tables and columns it was computed from in this request's audit record."""
+    gov = ctx.ws.gov
+    if gov is not None:
+        for tname, cols in read.items():
+            gov.accessed.setdefault(tname, set()).update(cols)
+
+
+def _store(key: Any, gen: int, value: Any, read: dict[str, set[str]]) -> None:
+    _CACHE[key] = (time.time(), gen, value, read)
+    if len(_CACHE) > 512:
+        for k, _ in sorted(list(_CACHE.items()), key=lambda kv: kv[1][0])[:128]:
+            _CACHE.pop(k, None)
+
+
+def _read_of(ctx: Ctx) -> dict[str, set[str]]:
+    gov = ctx.ws.gov
+    return {k: set(v) for k, v in gov.accessed.items()} if gov is not None else {}
+
+
+def cached(ctx: Ctx, kind: str, params: Any, compute: Any) -> Any:
+    """compute(ctx) reused per role set, attributes and params: fresh for RESULT_TTL_S, then served stale while a
+    background thread recomputes it (stale-while-revalidate); any write through the server drops it."""
+    key = (kind, *role_key(ctx), json.dumps(jsonable(params), sort_keys=True, default=str))
+    hit = _CACHE.get(key)
+    gen = _WRITES["gen"]
+    if hit is not None and hit[1] == gen:
+        age = time.time() - hit[0]
+        if age < RESULT_TTL_S or (age < STALE_MAX_S and _refresh_later(ctx, key, compute)):
+            _merge_read(ctx, hit[3])
+            return hit[2]
+    value = compute(ctx)
+    _store(key, gen, value, _read_of(ctx))
+    return value
+
+
+def _refresh_later(ctx: Ctx, key: Any, compute: Any) -> bool:
+    """Recompute a stale result in the background as the same user; False when that cannot be done."""
+    import threading  # noqa: PLC0415
+
+    from custlens.server.deps import Ctx as _Ctx  # noqa: PLC0415
+    from custlens.server.deps import new_view, server_state  # noqa: PLC0415
+
+    if ctx.request is None:
+        return False
+    if key in _REFRESHING:
+        return True
+    st = server_state(ctx.request.app)
+    user, lang = ctx.user, ctx.lang
+    _REFRESHING.add(key)
+
+    def run() -> None:
+        c = _Ctx(user=user, ws=new_view(st, user), lang=lang, lock=st.lock, request=None)
+        try:
+            gen = _WRITES["gen"]
+            value = compute(c)
+            _store(key, gen, value, _read_of(c))
+        except Exception:  # noqa: BLE001 — the next request computes it in the foreground and shows the error
+            _CACHE.pop(key, None)
+        finally:
+            c.close()
+            _REFRESHING.discard(key)
+
+    threading.Thread(target=run, name="custlens-refresh", daemon=True).start()
+    return True
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -174,20 +255,14 @@ def run_analysis(ctx: Ctx, name: str, params: dict[str, Any]) -> Any:
     if "lang" in kw:
         kw["lang"] = ctx.lang
     steps = kw.get("steps") if name == "funnel" else None
-    key = ("analysis", str(ctx.ws.root), name, tuple(sorted(ctx.user.roles)),
-           json.dumps(ctx.user.attributes, sort_keys=True, default=str), json.dumps(jsonable(kw), sort_keys=True))
-    hit = _CACHE.get(key)
-    if hit and time.time() - hit[0] < RESULT_TTL_S and hit[0] > _WRITES["last"]:
-        res = hit[1]
-    else:
-        kw.pop("steps", None)
-        with aggregate(ctx):
-            res = fn(ctx.ws, steps, **kw) if name == "funnel" else fn(ctx.ws, **kw)
-        res = suppress_result(ctx, res)
-        _CACHE[key] = (time.time(), res)
-        if len(_CACHE) > 256:
-            for k in sorted(_CACHE, key=lambda k: _CACHE[k][0])[:64]:
-                _CACHE.pop(k, None)
+    kw.pop("steps", None)
+
+    def compute(c: Ctx) -> Any:
+        with aggregate(c):
+            res = fn(c.ws, steps, **kw) if name == "funnel" else fn(c.ws, **kw)
+        return suppress_result(c, res)
+
+    res = cached(ctx, "analysis." + name, {**kw, "steps": steps}, compute)
     ctx.audit(f"analysis.{name}", detail={"params": jsonable({k: v for k, v in kw.items() if k != "lang"})})
     return res
 
@@ -224,36 +299,43 @@ def model_latest(ctx: Ctx, name: str, params: dict[str, Any]) -> dict[str, Any]:
     fn = _module_fn("model", name)
     if fn is None:
         raise NotFound(t("srv.no_model", ctx.lang, name=name))
-    out: dict[str, Any] = {"model": name, "runs": _model_runs(ctx, name)}
-    if name in ("baskets",):
-        kw = call_params(fn, params)
-        with aggregate(ctx):
-            res = fn(ctx.ws, **kw)
-        res = suppress_result(ctx, res)
-        out["result"] = res.to_dict()
-        out["chart"] = chart_of(res, ctx.lang)
-    elif name == "recommend":
-        kw = call_params(fn, params)
-        kw["segment_level"] = True
-        kw.pop("write", None)
-        kw.pop("users", None)
-        with aggregate(ctx):
-            res = fn(ctx.ws, **kw)
-        res = suppress_result(ctx, res)
-        out["result"] = res.to_dict()
-    score_cols = {"clv": ["clv", "p_alive", "expected_purchases_90d"], "churn": ["churn_risk"]}.get(name, [])
-    band = {"churn": "churn_band"}.get(name)
-    if ctx.ws.has_table("customer_profile") and (score_cols or band):
-        with aggregate(ctx):
-            prof = ctx.ws.table("customer_profile")
-            have = [c for c in score_cols if c in prof.columns]
-            if have:
-                agg = prof.aggregate(customers=prof.count(), **{f"{c}_{s}": getattr(prof[c], s)() for c in have
-                                                                for s in ("mean", "median", "max")}).to_pandas()
-                out["scores"] = records(agg)[0]
-            if band and band in prof.columns:
-                b = prof.filter(prof[band].notnull()).group_by(band).aggregate(customers=prof.count()).to_pandas()
-                out["bands"] = records(suppress_frame(ctx, b))
+
+    def compute(c: Ctx) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": name, "runs": _model_runs(c, name)}
+        if name in ("baskets",):
+            kw = call_params(fn, params)
+            with aggregate(c):
+                res = fn(c.ws, **kw)
+            res = suppress_result(c, res)
+            out["result"] = res.to_dict()
+            out["chart"] = chart_of(res, c.lang)
+        elif name == "recommend":
+            kw = call_params(fn, params)
+            kw["segment_level"] = True
+            kw.pop("write", None)
+            kw.pop("users", None)
+            with aggregate(c):
+                res = fn(c.ws, **kw)
+            res = suppress_result(c, res)
+            out["result"] = res.to_dict()
+        score_cols = {"clv": ["clv", "p_alive", "expected_purchases_90d"], "churn": ["churn_risk"]}.get(name, [])
+        band = {"churn": "churn_band"}.get(name)
+        if c.ws.has_table("customer_profile") and (score_cols or band):
+            with aggregate(c):
+                prof = c.ws.table("customer_profile")
+                have = [col for col in score_cols if col in prof.columns]
+                if have:
+                    agg = prof.aggregate(customers=prof.count(), **{f"{col}_{st}": getattr(prof[col], st)()
+                                                                    for col in have
+                                                                    for st in ("mean", "median", "max")}).to_pandas()
+                    out["scores"] = records(agg)[0]
+                if band and band in prof.columns:
+                    b = prof.filter(prof[band].notnull()).group_by(band).aggregate(customers=prof.count()).to_pandas()
+                    out["bands"] = records(suppress_frame(c, b))
+        return out
+
+    out = cached(ctx, "model." + name, {**{k: v for k, v in params.items() if k != "lang"}, "_lang": ctx.lang},
+                 compute)
     if ctx.touched_customer_data():
         ctx.audit(f"model.read.{name}")
     return out
@@ -362,17 +444,14 @@ def _tag_pred(ctx: Ctx, prof: Any, v: str, strict: bool = True) -> Any:
 
 
 def _medians(ctx: Ctx, cols: list[str]) -> dict[str, float | None]:
-    """Population medians for churn signals (cached per role set for a minute)."""
-    key = ("medians", tuple(sorted(ctx.user.roles)), tuple(cols), str(ctx.ws.root))
-    hit = _CACHE.get(key)
-    if hit and time.time() - hit[0] < 60:
-        return hit[1]
-    with aggregate(ctx):
-        prof = ctx.ws.table("customer_profile")
-        row = prof.aggregate(**{c: prof[c].cast("float64").median() for c in cols}).to_pandas()
-    out = {c: (None if pd.isna(row[c].iloc[0]) else float(row[c].iloc[0])) for c in cols}
-    _CACHE[key] = (time.time(), out)
-    return out
+    """Population medians for churn signals, as the user's role set sees the population (cached)."""
+    def compute(c: Ctx) -> dict[str, float | None]:
+        with aggregate(c):
+            prof = c.ws.table("customer_profile")
+            row = prof.aggregate(**{col: prof[col].cast("float64").median() for col in cols}).to_pandas()
+        return {col: (None if pd.isna(row[col].iloc[0]) else float(row[col].iloc[0])) for col in cols}
+
+    return cached(ctx, "medians", cols, compute)
 
 
 # signals that raise churn risk: (column, direction where higher is riskier)
@@ -415,50 +494,30 @@ def churn_drivers(ctx: Ctx, row: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: -d["score"])
 
 
+TIMELINE = (("orders", "order_time", ("order_id", "amount", "status", "channel")),
+            ("events", "event_time", ("event", "product_id", "channel", "platform")),
+            ("tickets", "created_time", ("ticket_id", "category", "channel", "satisfaction")),
+            ("feedback", "time", ("source", "rating")))
+
+
 def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[str, Any]:
-    """One customer as the user may see them: profile, tags, timeline, CLV, churn risk with drivers."""
+    """One customer as the user may see them: profile, tags, timeline, CLV, churn risk with drivers.
+
+    The governed queries (masking, then row filters, compiled from the same Ibis expressions as every other
+    read) are built once per role set and attributes and run with the customer id bound as a parameter; the
+    view writes one audit record naming the tables and columns it read.
+    """
     from custlens.security.subjects import subject_pseudo  # noqa: PLC0415
 
-    prof = _profile(ctx)
-    person, members = user_id, [user_id]
-    if ctx.ws.has_table("identity_map"):
-        im = ctx.ws.table("identity_map")
-        mine = im.filter(im.user_id == user_id).select(pid=im.person_id)
-        m = im.join(mine, im.person_id == mine.pid).select("user_id", "person_id").to_pandas()
-        if len(m):
-            person = str(m.person_id.iloc[0])
-            members = sorted({str(x) for x in m.user_id} | {person})
-    df = prof.filter(prof.user_id == person).limit(1).to_pandas()
-    if df.empty:
+    n = max(1, min(int(timeline_limit), 500))
+    plan = _plan_360(ctx)
+    _merge_read(ctx, plan.read)
+    person, members, row, tags, timeline = _run_360(ctx, plan, user_id, n)
+    if row is None:
         ctx.audit("customer.view", target=subject_pseudo(ctx.ws, user_id), n_customers=0, result="not_found")
         raise NotFound(t("srv.no_customer", ctx.lang, id=user_id))
-    row = records(df)[0]
-    out: dict[str, Any] = {"user_id": person, "requested_id": user_id, "members": members, "profile": row}
-    if ctx.ws.has_table("customer_tags"):
-        tg = ctx.ws.table("customer_tags")
-        out["tags"] = records(tg.filter(tg.user_id.isin(members)).select("tag_group", "tag_name", "tag_value")
-                              .order_by(["tag_group", "tag_name"]).to_pandas())
-    else:
-        out["tags"] = []
-    timeline: list[dict[str, Any]] = []
-    n = max(1, min(int(timeline_limit), 500))
-    for table, tcol, cols in (("orders", "order_time", ("order_id", "amount", "status", "channel")),
-                              ("events", "event_time", ("event", "product_id", "channel", "platform")),
-                              ("tickets", "created_time", ("ticket_id", "category", "channel", "satisfaction")),
-                              ("feedback", "time", ("source", "rating"))):
-        if not ctx.ws.has_table(table):
-            continue
-        try:
-            tb = ctx.ws.table(table)
-        except PermissionDenied:
-            continue
-        keep = [c for c in cols if c in tb.columns]
-        if tcol not in tb.columns:
-            continue
-        part = (tb.filter(tb.user_id.isin(members)).select(tcol, *keep).order_by(ibis.desc(tcol)).limit(n)
-                .to_pandas())
-        for r in records(part):
-            timeline.append({"kind": table, "time": r.pop(tcol), **r})
+    out: dict[str, Any] = {"user_id": person, "requested_id": user_id, "members": members, "profile": row,
+                           "tags": tags}
     timeline.sort(key=lambda r: r.get("time") or "", reverse=True)
     out["timeline"] = timeline[: n * 2]
     out["clv"] = {k: row.get(k) for k in ("clv", "p_alive", "expected_purchases_90d") if k in row}
@@ -469,13 +528,158 @@ def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[st
     return out
 
 
+@dataclass(frozen=True)
+class Plan360:
+    """The 360 view's governed SQL for one role set; queries take $uid, $ids (and $n for the timeline)."""
+
+    identity: str | None  # user_id, person_id of everyone sharing the requested id's person
+    profile: str
+    tags: str | None
+    timeline: str | None  # kind, time, payload (JSON of the kept columns), newest $n per table
+    read: dict[str, set[str]]  # governed tables and columns the queries read (for the audit record)
+    archived: tuple[str, ...]  # tables read through their hot ∪ archive view (a per-cursor temp view)
+
+
+_PLANS: dict[Any, Plan360] = {}
+
+
+def _gov_sql(tb: Any) -> str:
+    """The SQL of a governed table expression: the masking projection and row filters are part of it."""
+    return ibis.to_sql(tb, dialect="duckdb")
+
+
+def _plan_360(ctx: Ctx) -> Plan360:
+    """Build (once per role set, attributes and write generation) the governed 360 queries."""
+    from custlens.ops.archive import VIEW_SUFFIX  # noqa: PLC0415
+
+    key = role_key(ctx)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    gen = _WRITES["gen"]
+    prof = _profile(ctx)  # refuses aggregates-only roles and roles without a grant, as every read does
+    read: dict[str, set[str]] = {"customer_profile": set(prof.columns)}
+    identity = None
+    if ctx.ws.has_table("identity_map"):
+        im = ctx.ws.table("identity_map")
+        read["identity_map"] = set(im.columns)
+        identity = (f"WITH im AS ({_gov_sql(im)}) SELECT user_id, person_id FROM im WHERE person_id IN "
+                    "(SELECT person_id FROM im WHERE user_id = $uid)")
+    profile = f"SELECT * FROM ({_gov_sql(prof)}) AS g WHERE g.user_id = $uid LIMIT 1"
+    tags = None
+    tg = None
+    if ctx.ws.has_table("customer_tags"):
+        try:
+            tg = ctx.ws.table("customer_tags")
+        except PermissionDenied:  # e.g. the service role: the view shows no tags, like a timeline part it lacks
+            tg = None
+    if tg is not None:
+        read["customer_tags"] = set(tg.columns)
+        tags = (f"SELECT tag_group, tag_name, tag_value FROM ({_gov_sql(tg)}) AS g WHERE g.user_id = ANY($ids) "
+                "ORDER BY tag_group, tag_name")
+    parts = []
+    for table, tcol, cols in TIMELINE:
+        if not ctx.ws.has_table(table):
+            continue
+        try:
+            tb = ctx.ws.table(table)
+        except PermissionDenied:
+            continue
+        keep = [c for c in cols if c in tb.columns]
+        if tcol not in tb.columns or "user_id" not in tb.columns:
+            continue
+        read[table] = set(tb.columns)
+        payload = ("to_json({" + ", ".join(f"'{c}': g.\"{c}\"" for c in keep) + "})") if keep else "'{}'"
+        parts.append(f"(SELECT '{table}' AS kind, g.\"{tcol}\" AS time, {payload} AS payload "
+                     f"FROM ({_gov_sql(tb)}) AS g WHERE g.user_id = ANY($ids) ORDER BY g.\"{tcol}\" DESC LIMIT $n)")
+    timeline = " UNION ALL ".join(parts) if parts else None
+    sqls = " ".join(q for q in (identity, profile, tags, timeline) if q)
+    archived = tuple(tn for tn in read if f'"{tn}{VIEW_SUFFIX}"' in sqls)
+    plan = Plan360(identity=identity, profile=profile, tags=tags, timeline=timeline, read=read, archived=archived)
+    if _WRITES["gen"] == gen:
+        _PLANS[key] = plan
+    return plan
+
+
+def _run_360(ctx: Ctx, plan: Plan360, user_id: str, n: int
+             ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the plan on a pooled read cursor: identity, profile, tags and the timeline (one query)."""
+    from custlens.server.deps import read_cursor, server_state  # noqa: PLC0415
+
+    if ctx.request is None:
+        return _exec_360(ctx.ws.duck, plan, user_id, n)
+    st = server_state(ctx.request.app)
+    with read_cursor(st) as cur:
+        if plan.archived:
+            _archive_views(ctx, cur, plan.archived)
+        return _exec_360(cur, plan, user_id, n)
+
+
+def _archive_views(ctx: Ctx, cur: Any, tables: tuple[str, ...]) -> None:
+    """Register the hot ∪ archive temp views the plan reads on this cursor (when it has not got them yet)."""
+    from custlens.ops.archive import archived_view  # noqa: PLC0415
+    from custlens.workspace import Workspace  # noqa: PLC0415
+
+    shim = Workspace(root=ctx.ws.root, config=ctx.ws.config, _con=ibis.duckdb.from_connection(cur), _key=ctx.ws.key)
+    for tn in tables:
+        archived_view(shim, tn)
+
+
+def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
+              ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    person, members = user_id, [user_id]
+    if plan.identity is not None:
+        m = cur.execute(plan.identity, {"uid": user_id}).fetchall()
+        if m:
+            person = str(m[0][1])
+            members = sorted({str(r[0]) for r in m} | {person})
+    cur.execute(plan.profile, {"uid": person})
+    names = [d[0] for d in cur.description]
+    r = cur.fetchone()
+    if r is None:
+        return person, members, None, [], []
+    row = {k: _plain(v) for k, v in zip(names, r, strict=True)}
+    tags: list[dict[str, Any]] = []
+    if plan.tags is not None:
+        tags = [{"tag_group": a, "tag_name": b, "tag_value": c}
+                for a, b, c in cur.execute(plan.tags, {"ids": members}).fetchall()]
+    timeline: list[dict[str, Any]] = []
+    if plan.timeline is not None:
+        for kind, tm, payload in cur.execute(plan.timeline, {"ids": members, "n": n}).fetchall():
+            timeline.append({"kind": kind, "time": _plain(tm), **json.loads(payload)})
+    return person, members, row, tags, timeline
+
+
+def _plain(v: Any) -> Any:
+    """A DuckDB value as the JSON the pandas path gave: ISO times with milliseconds, floats, None for NaN."""
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.isoformat(timespec="milliseconds")
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day).isoformat(timespec="milliseconds")
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else round(v, 10)  # as pandas' to_json (10 decimals)
+    if isinstance(v, Decimal):
+        return round(float(v), 10)
+    if isinstance(v, (str, int, bool)):
+        return v
+    return jsonable(v)
+
+
 def masked_columns(ctx: Ctx) -> dict[str, str]:
     """Which customer columns the user sees masked (column → mask), for the unmask button."""
     if ctx.ws.gov is None:
         return {}
+    key = ("masked_columns", *role_key(ctx), _WRITES["gen"])
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return dict(hit[2])
     cols = list(ctx.ws.raw_table("customers").columns)
     eff = effective(ctx.ws, ctx.user.roles, "customers", cols)
-    return {c: m for c, m in eff.columns.items() if c in PII_REVEALABLE and m != "allow"}
+    out = {c: m for c, m in eff.columns.items() if c in PII_REVEALABLE and m != "allow"}
+    _store(key, _WRITES["gen"], out, {})
+    return dict(out)
 
 
 def unmask_request(ctx: Ctx, user_id: str, columns: list[str], reason: str = "") -> dict[str, Any]:
@@ -488,7 +692,7 @@ def unmask_request(ctx: Ctx, user_id: str, columns: list[str], reason: str = "")
     if prof.filter(prof.user_id == user_id).count().to_pandas() == 0:
         raise NotFound(t("srv.no_customer", ctx.lang, id=user_id))
     payload = {"table": "customers", "columns": cols, "user_ids": [user_id]}
-    with ctx.write():
+    with ctx.write(data=False):
         req = approvals.request(ctx.ws, "raw_pii", payload, reason=reason)
     return req.to_dict()
 
@@ -502,7 +706,7 @@ def reveal(ctx: Ctx, user_id: str, request_id: str) -> dict[str, Any]:
     cols = list(req.payload.get("columns") or [])
     if req.payload.get("user_ids") != [user_id]:
         raise PermissionDenied(t("appr.mismatch", ctx.lang))
-    with ctx.write():
+    with ctx.write(data=False):
         df = subjects.reveal(ctx.ws, "customers", cols, [user_id], request_id=request_id)
     return {"user_id": user_id, "request_id": request_id, "values": records(df)}
 
@@ -593,7 +797,7 @@ def segment_export(ctx: Ctx, rule: Any, request_id: str | None = None, campaign:
             raise PermissionDenied(t("srv.export_cap", ctx.lang, n=len(ids), cap=cap),
                                    fix=f"file an approval request of kind 'export' with payload {json.dumps(payload)} "
                                        "and pass its request_id once another admin approved it")
-        with ctx.write():
+        with ctx.write(data=False):
             approvals.consume(ctx.ws, request_id, "export", payload)
         used = request_id
     pseudo = [subject_pseudo(ctx.ws, u) for u in ids]
@@ -618,7 +822,7 @@ def generate_report(ctx: Ctx, *, role: str = "", lang: str | None = None, period
     _report_roles(ctx, role)
     lang = lang if lang in ("zh", "en") else ctx.lang
     files: list[Path] = []
-    with aggregate(ctx), ctx.write():
+    with aggregate(ctx), ctx.write(data=False):
         try:
             from custlens.report.build import write_report  # noqa: PLC0415
         except ImportError:
@@ -683,16 +887,22 @@ def sources(ctx: Ctx) -> list[dict[str, Any]]:
     """Canonical tables with row counts the user may see."""
     from custlens.model.schema import TABLES  # noqa: PLC0415
 
-    out = []
-    with aggregate(ctx):
-        for name in TABLES:
-            if not ctx.ws.has_table(name):
-                continue
-            try:
-                n = int(ctx.ws.table(name).count().to_pandas())
-            except PermissionDenied:
-                continue
-            out.append({"table": name, "rows": n})
+    def compute(c: Ctx) -> list[dict[str, Any]]:
+        out = []
+        with aggregate(c):
+            for name in TABLES:
+                if not c.ws.has_table(name):
+                    continue
+                try:
+                    n = int(c.ws.table(name).count().to_pandas())
+                except PermissionDenied:
+                    continue
+                out.append({"table": name, "rows": n})
+        return out
+
+    out = [dict(r) for r in cached(ctx, "sources", {}, compute)]
+    if ctx.touched_customer_data():  # a cached answer is audited as the reads that computed it were
+        ctx.audit("data.sources")
     return out
 
 
@@ -833,6 +1043,116 @@ def alerts(ctx: Ctx, kres: Any = None) -> list[dict[str, Any]]:
             out.append({"kind": "kpi_drop", "metric": metric, "value": v.get("value"), "pop_rel": v["pop_rel"],
                         "threshold": thr, "period": k.summary.get("latest_period")})
     return jsonable(out)
+
+
+# ----------------------------------------------------------------------------- warm-up
+# What the pages show by default (and the lazily loaded parts they fetch), computed per role set at start-up and
+# after each data write, so the first visitor of a role set does not wait for them.
+WARM: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("analysis", "kpis", {"grain": "month"}),
+    ("analysis", "rfm", {}),
+    ("analysis", "activity", {}),
+    ("model", "clusters", {}),
+    ("analysis", "funnel", {"steps": "view,add_to_cart,checkout,order", "window": "14d", "order": "ordered"}),
+    ("analysis", "channels", {}),
+    ("analysis", "service", {}),
+    ("model", "baskets", {"level": "category", "min_support": "0.01", "top": "20"}),
+    ("model", "recommend", {"n": "5"}),
+    ("analysis", "retention", {"period": "month", "periods": "6", "chart": "1"}),
+    ("analysis", "paths", {"top": "10"}),
+)
+WARM_ENV = "CUSTLENS_WARMUP"  # "0" turns the warm-up off
+_WARM = {"state": None, "running": False, "again": False}
+
+
+def start_warmup(st: Any, delay_s: float = 0.5) -> None:
+    """Precompute the pages' shared results for every enabled user's role set, in a background thread."""
+    import os  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if os.environ.get(WARM_ENV, "1") == "0":
+        return
+    _WARM["state"] = st
+    if _WARM["running"]:
+        _WARM["again"] = True
+        return
+    _WARM["running"] = True
+
+    def run() -> None:
+        try:
+            while True:
+                time.sleep(delay_s)
+                _WARM["again"] = False
+                warm_up(st)
+                if not _WARM["again"]:
+                    break
+        finally:
+            _WARM["running"] = False
+
+    threading.Thread(target=run, name="custlens-warmup", daemon=True).start()
+
+
+def _role_sets(st: Any) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    from custlens.security.store import ensure  # noqa: PLC0415
+
+    with st.lock:
+        ensure(st.ws, "users")
+        rows = st.ws.duck.execute("SELECT roles, attributes FROM users WHERE NOT coalesce(disabled, false)").fetchall()
+    out: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+    for roles_s, attrs_s in rows:
+        roles = tuple(sorted(r for r in (roles_s or "").split(",") if r))
+        attrs = json.loads(attrs_s or "{}")
+        if roles and roles != ("auditor",):
+            out.setdefault(json.dumps([roles, attrs], sort_keys=True, default=str), (roles, attrs))
+    return list(out.values())
+
+
+def warm_up(st: Any) -> int:
+    """Compute WARM (and the 360 queries) per role set as the server; returns how many results were computed.
+
+    The reads go through the governed path as a user holding exactly that role set and attributes (named
+    `server:warm-up[roles]` in the audit log), so a cached result is what any user of the role set would get.
+    """
+    from custlens.security.users import User  # noqa: PLC0415
+    from custlens.server.deps import Ctx as _Ctx  # noqa: PLC0415
+    from custlens.server.deps import new_view  # noqa: PLC0415
+
+    try:
+        sets = _role_sets(st)
+    except Exception:  # noqa: BLE001
+        return 0
+    users = [User(username=f"server:warm-up[{','.join(r)}]", roles=r, attributes=a) for r, a in sets]
+    from custlens.i18n import normalize_lang  # noqa: PLC0415
+
+    default = normalize_lang(st.ws.lang)
+    done = 0
+    items = [(k, n, p, default) for k, n, p in (("plan", "360", {}), *WARM)]
+    items += [(k, n, p, lang) for lang in ("zh", "en") if lang != default for k, n, p in WARM]
+    for kind, name, params, lang in items:
+        for u in users:
+            gen = _WRITES["gen"]
+            c = _Ctx(user=u, ws=new_view(st, u), lang=lang, lock=st.lock, request=None, warming=True)
+            try:
+                if kind == "analysis":
+                    run_analysis(c, name, dict(params))
+                elif kind == "model":
+                    model_latest(c, name, dict(params))
+                else:
+                    plan = _plan_360(c)
+                    cols = [col for col, _ in CHURN_SIGNALS if col in plan.read.get("customer_profile", ())]
+                    if cols:
+                        _medians(c, cols)
+                    masked_columns(c)
+                done += 1
+            except Exception:  # noqa: BLE001,S112 — a role that may not see it gets the refusal when it asks
+                continue
+            finally:
+                c.close()
+            if _WRITES["gen"] != gen:  # a write came in: start again on fresh data
+                _WARM["again"] = True
+                return done
+            time.sleep(0.01)  # let requests in between
+    return done
 
 
 # ============================================================================= the REST router
@@ -1074,7 +1394,7 @@ def api_approvals(status: str | None = None, ctx: Ctx = Depends(get_ctx)) -> JSO
 def api_approval_new(body: ApprovalIn, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
     from custlens.security import approvals  # noqa: PLC0415
 
-    with ctx.write():
+    with ctx.write(data=False):
         req = approvals.request(ctx.ws, body.kind, body.payload, reason=body.reason)
     return J(req.to_dict(), 201)
 
@@ -1084,7 +1404,7 @@ def api_approval_new(body: ApprovalIn, ctx: Ctx = Depends(get_ctx)) -> JSONRespo
 def api_approve(request_id: str, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
     from custlens.security import approvals  # noqa: PLC0415
 
-    with ctx.write():
+    with ctx.write(data=False):
         return J(approvals.approve(ctx.ws, request_id).to_dict())
 
 
@@ -1092,7 +1412,7 @@ def api_approve(request_id: str, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
 def api_revoke(request_id: str, ctx: Ctx = Depends(get_ctx)) -> JSONResponse:
     from custlens.security import approvals  # noqa: PLC0415
 
-    with ctx.write():
+    with ctx.write(data=False):
         return J(approvals.revoke(ctx.ws, request_id).to_dict())
 
 
@@ -1104,7 +1424,7 @@ def audit_view(ctx: Ctx, user: str | None = None, action: str | None = None, lim
     with ctx.lock:
         rows = audit.show(ctx.ws, user=user or None, action=action or None, limit=limit)
         ver = audit.verify(ctx.ws)
-    with ctx.write():
+    with ctx.write(data=False):
         audit.record(ctx.ws, "audit.show", detail={"user": user, "action": action, "ok": ver.ok})
     return {"verification": ver.to_dict(), "records": jsonable(rows)}
 

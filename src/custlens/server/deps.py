@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,17 +84,45 @@ class JSONErrorRoute(APIRoute):
 
 
 class RequestWorkspace(Workspace):
-    """A workspace view for one request: its own cursor, the acting user, a cached table list."""
+    """A workspace view for one request: its own cursor (opened on first use), the acting user, a cached
+    table list; the first governed read of each table (which writes an audit record) holds the write lock."""
 
     _tables: list[str] | None = None
+    _state: Any = None
+
+    @property
+    def con(self) -> Any:  # type: ignore[override]
+        if self._con is None:
+            import ibis  # noqa: PLC0415
+
+            st = self._state
+            with st.lock:
+                cur = st.ws.duck.cursor()
+            con = ibis.duckdb.from_connection(cur)
+            _cached_schema(con)
+            self._con = con
+        return self._con
 
     def list_tables(self) -> list[str]:
         if self._tables is None:
-            self._tables = list(self.con.list_tables())
+            self._tables = shared_tables(self._state) if self._state is not None else list(self.con.list_tables())
         return self._tables
 
     def forget_tables(self) -> None:
         self._tables = None
+
+    def table(self, name: str) -> Any:
+        gov = self.gov
+        if gov is not None and not self._system and name not in gov.accessed and self._state is not None:
+            with self._state.lock:  # the first read of a table appends to the audit chain: one writer at a time
+                return super().table(name)
+        return super().table(name)
+
+    def close_cursor(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.con.close()
+            self._con = None
 
 
 @dataclass
@@ -103,6 +132,7 @@ class ServerState:
     ws: Workspace
     lock: Any
     session_key: bytes
+    cursors: list[Any] = field(default_factory=list)  # pooled read cursors (read_cursor)
 
 
 _STATE_LOCK = threading.Lock()
@@ -143,14 +173,36 @@ def server_state(app: Any) -> ServerState:
         key = hmac.new(ws.key, b"custlens-web-session-v1", hashlib.sha256).digest()
         st = ServerState(ws=ws, lock=lock, session_key=key)
         app.state.custlens_server = st
+        try:
+            from custlens.server.api import start_warmup  # noqa: PLC0415
+
+            start_warmup(st)
+        except Exception:  # noqa: BLE001 — warming caches is an optimisation; requests compute what they need
+            pass
         return st
 
 
 _SCHEMAS: dict[Any, Any] = {}  # table schemas, shared by every request; cleared after each write
+_TABLES: dict[str, Any] = {}  # the warehouse's table list, shared by every request; cleared after each write
+TABLES_TTL_S = 10.0  # tables created behind the server's back (collector) show up within this long
 
 
 def forget_schemas() -> None:
     _SCHEMAS.clear()
+    _TABLES.clear()
+
+
+def shared_tables(st: ServerState) -> list[str]:
+    """The table list, read at most every TABLES_TTL_S seconds (and after every write through the server)."""
+    hit = _TABLES.get("v")
+    if hit is not None and time.monotonic() - hit[0] < TABLES_TTL_S:
+        return list(hit[1])
+    with st.lock:
+        names = [r[0] for r in st.ws.duck.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = current_schema()").fetchall()]
+    _TABLES["v"] = (time.monotonic(), names)
+    return list(names)
 
 
 def _cached_schema(con: Any) -> None:
@@ -168,16 +220,32 @@ def _cached_schema(con: Any) -> None:
     con.get_schema = get_schema
 
 
-def new_view(st: ServerState, user: User | None) -> RequestWorkspace:
-    """A per-request workspace acting as `user` (governed unless admin), reading through its own cursor."""
-    import ibis  # noqa: PLC0415
+@contextlib.contextmanager
+def read_cursor(st: ServerState) -> Iterator[Any]:
+    """A pooled DuckDB cursor for plain SQL reads (the customer-360 fast path); returned after use."""
+    pool = st.cursors
+    try:
+        cur = pool.pop()
+    except IndexError:
+        with st.lock:
+            cur = st.ws.duck.cursor()
+    ok = False
+    try:
+        yield cur
+        ok = True
+    finally:
+        if ok and len(pool) < 8:
+            pool.append(cur)
+        else:
+            with contextlib.suppress(Exception):
+                cur.close()
 
+
+def new_view(st: ServerState, user: User | None) -> RequestWorkspace:
+    """A per-request workspace acting as `user` (governed unless admin); its cursor opens on first use."""
     base = st.ws
-    with st.lock:
-        cur = base.duck.cursor()
-    con = ibis.duckdb.from_connection(cur)
-    _cached_schema(con)
-    view = RequestWorkspace(root=base.root, config=base.config, _con=con, _key=base.key)
+    view = RequestWorkspace(root=base.root, config=base.config, _key=base.key)
+    view._state = st
     if user is not None:
         view.actor = user
         view.gov = None if (user.is_owner or user.has("admin")) else Governance(user)
@@ -194,19 +262,25 @@ class Ctx:
     lock: Any
     request: Request | None = None
     audited: bool = field(default=False)
+    warming: bool = field(default=False)  # the server precomputing shared results (its reads audit themselves)
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[RequestWorkspace]:
-        """Serialize a write (audit, approvals, loads, fits) against every other writer of the warehouse."""
+    def write(self, *, data: bool = True) -> Iterator[RequestWorkspace]:
+        """Serialize a write (audit, approvals, loads, fits) against every other writer of the warehouse.
+
+        data=False for writes that change no analysed data (approvals, reveals, report files): cached analysis
+        results stay valid; table lists and schemas are re-read either way.
+        """
         try:
             with self.lock:
                 yield self.ws
         finally:
             self.ws.forget_tables()
             forget_schemas()
-            from custlens.server.api import note_write  # noqa: PLC0415
+            if data:
+                from custlens.server.api import note_write  # noqa: PLC0415
 
-            note_write()
+                note_write()
 
     def accessed(self) -> tuple[list[str], list[str]]:
         """Tables and columns read through the governed path in this request."""
@@ -222,10 +296,13 @@ class Ctx:
         """One audit record for this request (tables/columns from the governed reads)."""
         from custlens.security import audit  # noqa: PLC0415
 
+        if self.warming:
+            return
         acc_t, acc_c = self.accessed()
         cols = acc_c if len(acc_c) <= 80 else [f"{t}.*" for t in acc_t]
-        with self.write():
-            audit.record(self.ws, action, target=target, tables=sorted(set(acc_t) | set(tables or [])),
+        st = self.ws._state
+        with self.lock:  # only the audit chain changes: cached results and schemas stay valid
+            audit.record(st.ws if st is not None else self.ws, action, username=self.user.username, target=target, tables=sorted(set(acc_t) | set(tables or [])),
                          columns=cols, n_customers=n_customers, detail=detail, result=result)
         self.audited = True
 
@@ -234,8 +311,7 @@ class Ctx:
         return any(t in CUSTOMER_TABLES for t in acc_t)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ws.con.con.close()
+        self.ws.close_cursor()
 
 
 def resolve_lang(request: Request, default: str) -> str:

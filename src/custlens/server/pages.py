@@ -505,6 +505,6 @@ def admin_approval(request: Request, request_id: str, action: str, ctx: Ctx = De
 
     if action not in ("approve", "revoke"):
         return Response("not found", status_code=404)
-    with ctx.write():
+    with ctx.write(data=False):
         (approvals.approve if action == "approve" else approvals.revoke)(ctx.ws, request_id)
     return RedirectResponse("/admin", status_code=303)
