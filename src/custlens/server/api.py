@@ -532,7 +532,7 @@ def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[st
 class Plan360:
     """The 360 view's governed SQL for one role set; queries take $uid, $ids (and $n for the timeline)."""
 
-    identity: str | None  # user_id, person_id of everyone sharing the requested id's person
+    identity: tuple[str, str] | None  # the requested id's person; user_id, person_id of everyone sharing it
     profile: str
     tags: str | None
     timeline: str | None  # kind, time, payload (JSON of the kept columns), newest $n per table
@@ -563,8 +563,9 @@ def _plan_360(ctx: Ctx) -> Plan360:
     if ctx.ws.has_table("identity_map"):
         im = ctx.ws.table("identity_map")
         read["identity_map"] = set(im.columns)
-        identity = (f"WITH im AS ({_gov_sql(im)}) SELECT user_id, person_id FROM im WHERE person_id IN "
-                    "(SELECT person_id FROM im WHERE user_id = $uid)")
+        g = _gov_sql(im)  # two point lookups (id → person, person → ids): a semi-join would scan the map
+        identity = (f"SELECT person_id FROM ({g}) AS g WHERE g.user_id = $uid",
+                    f"SELECT user_id, person_id FROM ({g}) AS g WHERE g.person_id = ANY($pids)")
     profile = f"SELECT * FROM ({_gov_sql(prof)}) AS g WHERE g.user_id = $uid LIMIT 1"
     tags = None
     tg = None
@@ -593,7 +594,7 @@ def _plan_360(ctx: Ctx) -> Plan360:
         parts.append(f"(SELECT '{table}' AS kind, g.\"{tcol}\" AS time, {payload} AS payload "
                      f"FROM ({_gov_sql(tb)}) AS g WHERE g.user_id = ANY($ids) ORDER BY g.\"{tcol}\" DESC LIMIT $n)")
     timeline = " UNION ALL ".join(parts) if parts else None
-    sqls = " ".join(q for q in (identity, profile, tags, timeline) if q)
+    sqls = " ".join(q for q in (*(identity or ()), profile, tags, timeline) if q)
     archived = tuple(tn for tn in read if f'"{tn}{VIEW_SUFFIX}"' in sqls)
     plan = Plan360(identity=identity, profile=profile, tags=tags, timeline=timeline, read=read, archived=archived)
     if _WRITES["gen"] == gen:
@@ -629,7 +630,8 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
               ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
     person, members = user_id, [user_id]
     if plan.identity is not None:
-        m = cur.execute(plan.identity, {"uid": user_id}).fetchall()
+        pids = [r[0] for r in cur.execute(plan.identity[0], {"uid": user_id}).fetchall() if r[0] is not None]
+        m = cur.execute(plan.identity[1], {"pids": pids}).fetchall() if pids else []
         if m:
             person = str(m[0][1])
             members = sorted({str(r[0]) for r in m} | {person})
