@@ -148,7 +148,8 @@ def stitch(ws: Workspace, *, write: bool = True) -> StitchResult:
             status = "split" if u in splits else ("linked" if len(members) > 1 else "single")
             rule = "split" if u in splits else ("linked" if len(members) > 1 else "single")
             rows.append((u, person, rule, ",".join(kinds_used), len(members), status, now))
-    df = pd.DataFrame(rows, columns=list(IDENTITY_MAP_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(IDENTITY_MAP_COLUMNS)).sort_values("user_id", kind="stable")
+    df = df.reset_index(drop=True)
     if write:
         _write_map(ws, df)
     return StitchResult(map=df, denied=denied, capped=capped)
