@@ -74,3 +74,17 @@ def test_second_writer_gets_lock_message(tmp_path):
 def test_identifier_injection_rejected(bad):
     with pytest.raises(ValidationError):
         check_identifier(bad)
+
+
+def test_optimize_sorts_user_keyed_tables_and_keeps_rows(ws):
+    from datetime import datetime
+
+    from tests.conftest import insert_rows
+
+    insert_rows(ws, "orders", [{"order_id": f"o{i}", "user_id": f"U{(7 * i) % 10}", "amount": float(i),
+                                "order_time": datetime(2024, 1, 1 + i), "status": "paid"} for i in range(10)])
+    before = ws.duck.execute("SELECT * FROM orders ORDER BY order_id").fetchall()
+    assert ws.optimize() == {"orders": 10, "events": 0, "tickets": 0, "feedback": 0, "customers": 0}
+    stored = [r[0] for r in ws.duck.execute("SELECT user_id FROM orders").fetchall()]
+    assert stored == sorted(stored)
+    assert ws.duck.execute("SELECT * FROM orders ORDER BY order_id").fetchall() == before

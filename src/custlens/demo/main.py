@@ -82,6 +82,7 @@ def build_workspace(path: str | Path = "custlens-demo", *, customers: int = 50_0
 
     say(t("demo.step.clean", lang))
     clean(ws)
+    ws.optimize()  # customers' rows stored together: fast customer-360 lookups
     t0 = lap("clean", t0)
     say(t("demo.step.profile", lang))
     build_profile(ws)

@@ -187,8 +187,21 @@ def restore_cmd(
     emit(res.to_dict(), fmt, frame=frame)
 
 
+def optimize_cmd(fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Store user-keyed tables sorted by customer (fast customer-360 lookups at millions of customers)."""
+    from custlens.cli import emit, open_ws  # noqa: PLC0415
+    from custlens.security import audit  # noqa: PLC0415
+    from custlens.security.context import require_role  # noqa: PLC0415
+
+    with open_ws() as ws:
+        require_role(ws, "admin")
+        audit.record(ws, "ops.optimize")
+        emit({"rewritten_rows": ws.optimize()}, fmt)
+
+
 def register(app: typer.Typer) -> None:
     """Add the operations commands to the custlens app."""
+    app.command("optimize")(optimize_cmd)
     app.add_typer(engine_app, name="engine")
     app.command("archive")(archive_cmd)
     app.command("restore-archive")(restore_archive_cmd)
