@@ -227,3 +227,23 @@ def test_cli_json_ledger_quarantine(ws, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "custlens", "-w", root, "ingest", str(tmp_path / "nope.csv")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "nope.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_large_file_path_stages_on_disk_with_same_accounting(ws, tmp_path, monkeypatch):
+    """Above the size threshold the stage is a regular table in the load's transaction; results are identical."""
+    from custlens.ingest.loader import STAGE_ON_DISK_ENV, ingest
+
+    src = tmp_path / "orders.csv"
+    src.write_text("订单号,用户ID,下单时间,实付金额,订单状态\n"
+                   "O1,U1,2024-05-01 10:00:00,\"¥1,299.00\",已支付\n"
+                   "O1,U1,2024-05-01 10:00:00,\"¥1,299.00\",已支付\n"
+                   "O2,U2,not a date,10,已支付\n"
+                   "O3,U3,2024-05-02,-5,已支付\n"
+                   "O4,U4,20240503,88,已支付\n", encoding="utf-8")
+    monkeypatch.setenv(STAGE_ON_DISK_ENV, "0")  # every file counts as large
+    rep = ingest(ws, [src], "orders")[0]
+    assert (rep.rows_read, rep.loaded, rep.duplicates, rep.quarantined) == (5, 2, 1, 2)
+    assert sorted(r[0] for r in ws.duck.execute("SELECT order_id FROM orders").fetchall()) == ["O1", "O4"]
+    # the on-disk stage is gone after the load
+    left = ws.duck.execute("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name LIKE '_cl_stage_%'").fetchone()[0]
+    assert left == 0
