@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -43,9 +43,6 @@ class Result:
         tbl = self.table.head(20).to_html(index=False) if hasattr(self.table, "to_html") else ""
         return f"<div><h4>{self.name}</h4><ul>{head}</ul>{tbl}</div>"
 
-    def extra_fields(self) -> dict[str, Any]:
-        base = {"table", "params", "summary", "name"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in base}
 
 
 def _records(df: Any) -> list[dict[str, Any]]:

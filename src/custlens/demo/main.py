@@ -141,12 +141,8 @@ def run_demo(path: str | Path = "custlens-demo", *, customers: int = 50_000, see
 
 
 def _write_reports(ws: Any, lang: str) -> list[Path]:
-    try:
-        from custlens.report.build import write_report  # noqa: PLC0415
-    except ImportError:
-        from custlens.report.simple import write  # noqa: PLC0415
+    from custlens.report.build import write_report  # noqa: PLC0415
 
-        return [write(ws, lang)]
     return list(write_report(ws, lang=lang, formats=("html", "pdf", "xlsx")).files)
 
 

@@ -793,11 +793,9 @@ def segment_members(ws: Any, by: str = "segment8") -> pd.DataFrame:
         if not df.empty:
             return df
     if by in ("segment8", "segment11"):
-        try:
-            from custlens.analytics.rfm import rfm_expr  # noqa: PLC0415
-        except ImportError:
-            rfm_expr = None
-        if rfm_expr is not None and ws.row_count("orders"):
+        from custlens.analytics.rfm import rfm_expr  # noqa: PLC0415
+
+        if ws.row_count("orders"):
             r = rfm_expr(ws)
             df = r.select(user_id=r.user_id.cast("string"), segment=r[by].cast("string")).to_pandas()
             if ws.has_table("identity_map") and ws.row_count("identity_map"):

@@ -67,40 +67,13 @@ class ScanFormat(StrEnum):
 pii_app = typer.Typer(help=t("pii.help"), no_args_is_help=True)
 
 
-def _fallback_read(path: Path, n: int, sheet: str | None) -> Any:
-    import pandas as pd  # noqa: PLC0415
-
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".xls"):
-        return pd.read_excel(path, sheet_name=sheet or 0, dtype=str, nrows=n)
-    if suffix in (".json", ".jsonl", ".ndjson"):
-        lines = suffix != ".json" or path.read_text(encoding="utf-8-sig", errors="replace").lstrip()[:1] != "["
-        return pd.read_json(path, dtype=str, lines=lines).head(n).astype("string")
-    if suffix == ".parquet":
-        return pd.read_parquet(path).head(n).astype("string")
-    for enc in ("utf-8-sig", "gb18030"):
-        try:
-            return pd.read_csv(path, dtype=str, nrows=n, sep=None, engine="python", encoding=enc)
-        except UnicodeDecodeError:
-            continue
-    return pd.read_csv(path, dtype=str, nrows=n, sep=None, engine="python", encoding="latin-1")
-
-
 def read_file_sample(path: Path, n: int = 500, sheet: str | None = None) -> Any:
-    """A sample of a source file as strings (ingest's reader when present, else pandas)."""
+    """A sample of a source file as strings (ingest's reader: same encodings and formats as a load)."""
     if not path.exists():
         raise InputError(t("pii.file.missing", None, path=path), where=str(path), fix=t("pii.file.missing_fix"))
-    try:
-        from custlens.ingest.readers import read_sample  # noqa: PLC0415
-    except ImportError:
-        read_sample = None
-    if read_sample is not None:
-        return read_sample(path, n=n, sheet=sheet)
-    try:
-        return _fallback_read(path, n, sheet)
-    except Exception as e:  # pandas raises many types for malformed files
-        raise InputError(t("pii.file.unreadable", None, detail=str(e).splitlines()[0] if str(e) else type(e).__name__),
-                         where=str(path), fix=t("pii.file.unreadable_fix")) from None
+    from custlens.ingest.readers import read_sample  # noqa: PLC0415
+
+    return read_sample(path, n=n, sheet=sheet)
 
 
 def scan_file(path: Path, rows: int = 500, sheet: str | None = None, min_share: float = 0.6) -> dict[str, Any]:

@@ -825,25 +825,10 @@ def generate_report(ctx: Ctx, *, role: str = "", lang: str | None = None, period
     lang = lang if lang in ("zh", "en") else ctx.lang
     files: list[Path] = []
     with aggregate(ctx), ctx.write(data=False):
-        try:
-            from custlens.report.build import write_report  # noqa: PLC0415
-        except ImportError:
-            write_report = None
-        if write_report is not None:
-            sig = inspect.signature(write_report).parameters
-            kw: dict[str, Any] = {"lang": lang}
-            if "formats" in sig:
-                kw["formats"] = formats
-            for k, v in (("role", role), ("audience", role), ("period", period)):
-                if k in sig and v:
-                    kw[k] = v
-            res = write_report(ctx.ws, **kw)
-            files = [Path(p) for p in (getattr(res, "files", None) or [])]
-        else:
-            from custlens.report.simple import write  # noqa: PLC0415
+        from custlens.report.build import write_report  # noqa: PLC0415
 
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            files = [write(ctx.ws, lang, ctx.ws.reports_dir / f"report-{stamp}-{lang}.html")]
+        res = write_report(ctx.ws, lang=lang, formats=formats, role=role or None, period=period or None)
+        files = [Path(p) for p in res.files]
     ctx.audit("report.generate", detail={"role": role, "lang": lang, "period": period,
                                          "files": [f.name for f in files]})
     base = ctx.ws.reports_dir.resolve()
@@ -935,10 +920,8 @@ def quarantine(ctx: Ctx, table: str | None = None, limit: int = 100, offset: int
 def quality(ctx: Ctx) -> dict[str, Any]:
     """Quality runs over time (score per table per run)."""
     require_grant(ctx, "quality_runs")
-    try:
-        from custlens.clean.quality import list_runs  # noqa: PLC0415
-    except ImportError:
-        return {"runs": []}
+    from custlens.clean.quality import list_runs  # noqa: PLC0415
+
     if not ctx.ws.has_table("quality_runs"):
         return {"runs": []}
     df = list_runs(ctx.ws)
