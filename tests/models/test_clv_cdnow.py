@@ -108,9 +108,16 @@ def test_clv_cdnow_matches_lifetimes(summary: pd.DataFrame, bg: BetaGeo, pareto:
     assert bg.expected_purchases_new(39) == pytest.approx(float(lbg.expected_number_of_purchases_up_to_time(39)),
                                                           rel=5e-3)
 
+    # lifetimes starts Pareto/NBD from np.random.normal(1, 0.05) and its Nelder-Mead can stop short of
+    # the optimum (a CI run got r=0.5566 against the published 0.553). Seed it, and judge the two fits
+    # by likelihood: ours must be at least as good as lifetimes' at its own parameters.
+    np.random.seed(0)
     lpa = lifetimes.ParetoNBDFitter().fit(f, r, T)
+    x, tx, TT = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    ll_theirs = float(_btyd.pareto_ll(*(lpa.params_[k] for k in ("r", "alpha", "s", "beta")), x, tx, TT).sum())
+    assert pareto.log_likelihood_ >= ll_theirs - 1e-3
     for k in pareto.params_:
-        assert pareto.params_[k] == pytest.approx(lpa.params_[k], rel=5e-3)
+        assert pareto.params_[k] == pytest.approx(lpa.params_[k], rel=2e-2)
     np.testing.assert_allclose(pareto.probability_alive(summary).to_numpy(),
                                lpa.conditional_probability_alive(f, r, T), rtol=5e-3)
     np.testing.assert_allclose(pareto.expected_purchases(39, summary).to_numpy(),
