@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import platform
 import sys
 import time
@@ -35,9 +36,13 @@ def load_suites(only: list[str] | None) -> list[tuple[str, object]]:
 
 
 def render(rows: list[dict], size: str, started: float) -> str:
+    when = sorted({r["measured"] for r in rows if r.get("measured")}) or [time.strftime("%Y-%m-%d %H:%M",
+                                                                                        time.localtime(started))]
     lines = ["# Benchmarks", "",
              f"Measured by `make bench` (`python bench/run.py --size {size}`) on {platform.machine()}, "
-             f"Python {platform.python_version()}, {_cpu()} — {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}.",
+             f"Python {platform.python_version()}, {_cpu()} — {when[0]}"
+             + (f" to {when[-1]} (suites run separately; each suite's rows come from one run)" if len(when) > 1 else "")
+             + ".",
              "Each case runs its implementations side by side in the same run; *ratio* is time / custlens time "
              "(above 1 means custlens is faster). Measurements, not tests.", ""]
     by_suite: dict[str, list[dict]] = {}
@@ -77,9 +82,19 @@ def main() -> None:
     a = ap.parse_args()
     started = time.time()
     rows: list[dict] = []
-    for name, mod in load_suites(a.only):
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
+    suites = load_suites(a.only)
+    for name, mod in suites:
         print(f"== {name} ({a.size})", file=sys.stderr)
-        rows += mod.run(a.size)
+        rows += [{**r, "measured": stamp} for r in mod.run(a.size)]
+    # the rows are kept beside the page, so `--only SUITE` replaces that suite and keeps the others
+    store = Path(a.out).with_suffix(".jsonl")
+    if a.only and store.exists():
+        ran = {r["suite"] for r in rows} | set(a.only)
+        kept = [r for r in map(json.loads, store.read_text(encoding="utf-8").splitlines())
+                if r["suite"] not in ran]
+        rows = kept + rows
+    store.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     Path(a.out).write_text(render(rows, a.size, started), encoding="utf-8")
     print(f"wrote {a.out}", file=sys.stderr)
 

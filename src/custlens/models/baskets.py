@@ -208,7 +208,9 @@ def _as_table(obj: Any) -> ir.Table:
     if missing:
         raise InputError(t("baskets.err.columns", None, missing=", ".join(missing)), where="table",
                          fix=t("baskets.err.columns.fix"))
-    tbl = tbl.select(basket_id=tbl.basket_id.cast("string"), item=tbl.item.cast("string"))
+    # native key types: joins and DISTINCT on an integer basket id are several times cheaper than on its
+    # text; items become text only in the output (frequent_itemsets maps its integer codes back)
+    tbl = tbl.select("basket_id", "item")
     return tbl.filter(tbl.basket_id.notnull() & tbl.item.notnull()).distinct()
 
 
@@ -255,8 +257,11 @@ def _cols(k: int) -> list[str]:
 def frequent_itemsets(items: ir.Table, *, min_support: float, max_len: int | None = 3) -> tuple[int, pd.DataFrame]:
     """Level-wise Apriori over distinct (basket_id, item) rows; returns (n_baskets, frequent itemsets frame).
 
-    The frame has one row per frequent itemset: itemset (sorted tuple of items), size, count, support.
+    The frame has one row per frequent itemset: itemset (sorted tuple of items, as text), size, count,
+    support. Frequent items get dense integer codes in text order, so every join and GROUP BY after the
+    first level runs on integers; the codes map back to the items at the end.
     """
+    import ibis  # noqa: PLC0415
     from ibis import _  # noqa: PLC0415
 
     scratch = _Scratch()
@@ -267,13 +272,16 @@ def frequent_itemsets(items: ir.Table, *, min_support: float, max_len: int | Non
         need = min_count(min_support, n)
         found: list[pd.DataFrame] = []
 
-        l1 = items.group_by(i1=items.item).agg(n=_.count()).filter(_.n >= need)
-        l1 = scratch.keep(l1)
-        found.append(l1.to_pandas())
-        # basket rows restricted to frequent items: the only rows that can extend an itemset
-        t1 = scratch.keep(items.semi_join(l1, items.item == l1.i1).select("basket_id", "item"))
+        l1 = items.group_by("item").agg(n=_.count()).filter(_.n >= need)
+        l1 = l1.mutate(label=l1.item.cast("string"))
+        l1 = scratch.keep(l1.mutate(i1=ibis.row_number().over(order_by=[l1.label, l1.item]).cast("int32")))
+        codes = l1.select("i1", "label", "n").to_pandas()
+        label = dict(zip(codes["i1"].astype(int), codes["label"].astype(str), strict=True))
+        found.append(codes[["i1", "n"]])
+        # basket rows restricted to frequent items, as codes: the only rows that can extend an itemset
+        t1 = scratch.keep(items.join(l1, items.item == l1.item).select(basket_id=items.basket_id, item=l1.i1))
         tk = t1.select("basket_id", i1=t1.item)  # occurrences of frequent k-itemsets per basket
-        lk = l1
+        lk = l1.select("i1", "n")
         k = 1
         while (max_len is None or k < max_len) and len(found[-1]) > k:
             k += 1
@@ -293,10 +301,9 @@ def frequent_itemsets(items: ir.Table, *, min_support: float, max_len: int | Non
                 tk = scratch.keep(occ.semi_join(lk, new))
         rows = []
         for size, frame in enumerate(found, start=1):
-            cols = _cols(size)
-            for rec in frame.itertuples(index=False):
-                d = rec._asdict()
-                rows.append((tuple(str(d[c]) for c in cols), size, int(d["n"])))
+            cols = [frame[c].to_numpy() for c in _cols(size)]
+            for *members, count in zip(*cols, frame["n"].to_numpy(), strict=True):
+                rows.append((tuple(label[int(c)] for c in members), size, int(count)))
         out = pd.DataFrame(rows, columns=["itemset", "size", "count"])
         out["support"] = out["count"] / n
         out = out[out["support"] >= min_support].sort_values(["size", "count", "itemset"],
