@@ -64,6 +64,11 @@ def test_collect_validation_single_events(srv):
                                        "error": "timestamp is not an ISO-8601 timestamp: 'yesterday-ish'"}
     r = _post(srv, "/v1/track", None, key=key, raw=b"{not json")
     assert r.status_code == 400 and "not valid JSON" in r.json()["rejected"][0]["error"]
+    # strict JSON: NaN and lone surrogates are not JSON (they would poison the stored properties text)
+    for raw in (b'{"userId": "u1", "event": "view", "properties": {"price": NaN}}',
+                b'{"userId": "u1", "event": "view\\ud800"}'):
+        r = _post(srv, "/v1/track", None, key=key, raw=raw)
+        assert r.status_code == 400 and "not valid JSON" in r.json()["rejected"][0]["error"], raw
     r = _post(srv, "/v1/identify", {"userId": "u1", "traits": ["not", "an", "object"]}, key=key)
     assert r.status_code == 400 and "traits must be a JSON object" in r.json()["rejected"][0]["error"]
     r = _post(srv, "/v1/track", {**EV, "timestamp": "2999-01-01T00:00:00Z"}, key=key)

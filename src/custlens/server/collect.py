@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
@@ -218,7 +219,7 @@ def request_record(body: bytes, doc: Any, kind: str, key_name: str, received_at:
 def tag_of(payload: bytes) -> tuple[str, int] | str | None:
     """The write key a spool record counts against as received, with its number of events (replays were
     counted when first received)."""
-    r = json.loads(payload)
+    r = orjson.loads(payload)
     t_ = r.get("t")
     if t_ == "r":
         return None
@@ -412,7 +413,7 @@ async def _process(col: Collector, kind: str, name: str, body: bytes, ip: str | 
     accepted = 0
     lang: str | None = None
     try:
-        doc = json.loads(body)
+        doc = orjson.loads(body)  # strict JSON: NaN/Infinity and invalid UTF-8 are rejected, with the reason
     except ValueError as e:
         err = Invalid("bad_json", detail=str(e))
         lang = lang_of()
