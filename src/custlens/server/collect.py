@@ -637,7 +637,7 @@ def replay_bad(ws: Any, *, limit: int | None = None) -> dict[str, int]:
     still = 0
     for bad_id, received_at, key_name, kind, raw in rows:
         try:
-            msg = json.loads(raw)
+            msg = orjson.loads(raw)  # the same strict parser as the request handler
             forced = kind if kind in TYPES and not (isinstance(msg, dict) and msg.get("type")) else None
             m = validate(msg, forced, now, ws.config.timezone, ws.config.clean.future_tolerance_hours)
             if len(json.dumps(m, ensure_ascii=False).encode()) > EVENT_LIMIT:
