@@ -190,6 +190,7 @@ def materialize_spark(ws: Workspace, name: str, expr: ir.Table) -> None:
     fs = _FS(spark)
     final = f"{loc}/{name}"
     tmp = f"{loc}/{name}{_TMP_MARK}{uuid.uuid4().hex[:8]}"
+    con._run_pre_execute_hooks(expr)  # registers in-memory tables (ibis.memtable) the expression reads
     df = con._session.sql(con.compile(expr))
     df.write.mode("overwrite").parquet(tmp)
     old = None

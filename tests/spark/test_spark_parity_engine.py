@@ -8,6 +8,7 @@ second workspace whose custlens.toml says `[engine] kind = "spark"` opens them t
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -91,18 +92,18 @@ def same(a: pd.DataFrame, b: pd.DataFrame, what: str = "") -> None:
                 assert x == y, (what, c, i, x, y)
 
 
-def same_doc(a: Any, b: Any, what: str = "") -> None:
-    """Compare JSON-like documents, floats to 1e-9."""
+def same_doc(a: Any, b: Any, what: str = "", rel: float = 1e-9) -> None:
+    """Compare JSON-like documents, floats to `rel` (1e-9)."""
     if isinstance(a, dict):
         assert isinstance(b, dict) and set(a) == set(b), (what, a, b)
         for k in a:
-            same_doc(a[k], b[k], f"{what}.{k}")
+            same_doc(a[k], b[k], f"{what}.{k}", rel)
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), (what, a, b)
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            same_doc(x, y, f"{what}[{i}]")
+            same_doc(x, y, f"{what}[{i}]", rel)
     elif isinstance(a, float) and isinstance(b, (int, float)) and not (math.isnan(a) and math.isnan(b)):
-        assert math.isclose(a, float(b), rel_tol=1e-9, abs_tol=1e-9), (what, a, b)
+        assert math.isclose(a, float(b), rel_tol=rel, abs_tol=rel), (what, a, b)
     elif isinstance(a, float) and math.isnan(a):
         assert isinstance(b, float) and math.isnan(b), (what, a, b)
     else:
@@ -267,3 +268,34 @@ def test_spark_materialize_roundtrip(engines):
     assert n1 == d.filter(d.status == "paid").count().execute()
     assert n2 == d.filter((d.status == "paid") & (d.amount > 100)).count().execute()
     assert not [p for p in Path(spark.config.engine.table_location).iterdir() if "__custlens_tmp" in p.name]
+
+
+# ----- the report's numbers -----
+def test_spark_report_numbers(engines):
+    """The report computed on Spark states the same findings, numbers, ranking, recommendations and summary."""
+    from custlens.report.build import write_report
+
+    duck, spark = engines
+    a = write_report(duck, period="2024-11", lang="en")
+    b = write_report(spark, period="2024-11", lang="en")
+    assert len(a.findings) >= 5, [f.id for f in a.findings]
+    assert a.skipped == b.skipped
+    assert [f.id for f in a.findings] == [f.id for f in b.findings], (a.skipped, b.skipped)  # same rank order
+    for fa, fb in zip(a.findings, b.findings, strict=True):
+        da, db = fa.to_dict(), fb.to_dict()
+        # model outputs (CLV, churn) come from a maximum-likelihood / gradient fit on inputs summed in another
+        # order: equal to the optimizer's tolerance, not to the last bit; descriptive numbers to 1e-9
+        rel = 1e-6 if fa.kind == "predictive" else 1e-9
+        same_doc(da["numbers"], db["numbers"], f"{fa.id}.numbers", rel)
+        same_doc({k: da[k] for k in ("impact", "customers", "significance")},
+                 {k: db[k] for k in ("impact", "customers", "significance")}, fa.id, rel)
+        if fa.kind == "predictive":  # a model's total can differ in the last cent: same sentence, numbers above
+            assert re.sub(r"[0-9][0-9.,]*", "#", da["text"]) == re.sub(r"[0-9][0-9.,]*", "#", db["text"]), fa.id
+        else:
+            assert da["text"] == db["text"], fa.id  # the sentence a manager reads, numbers formatted
+        if isinstance(fa.table, pd.DataFrame):
+            same(fa.table, fb.table, f"{fa.id}.table")
+    same_doc([r.to_dict() for r in a.recommendations], [r.to_dict() for r in b.recommendations], "recommendations",
+             1e-6)
+    same(a.summary_table.drop(columns=["report_date"], errors="ignore"),
+         b.summary_table.drop(columns=["report_date"], errors="ignore"), "summary table")

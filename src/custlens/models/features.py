@@ -277,11 +277,18 @@ def record_run(ws: Workspace, model: str, params: dict[str, Any], metrics: dict[
                n_test: int) -> str:
     """Store a held-out evaluation in model_runs; returns the run id."""
     run_id = uuid.uuid4().hex[:16]
+    values = [run_id, model, datetime.now(), json.dumps(params, default=_json_default, ensure_ascii=False),
+              json.dumps(metrics, default=_json_default, ensure_ascii=False), int(n_train), int(n_test)]
+    if ws.config.engine.kind != "duckdb":  # Spark: append through the engine (the table is rewritten, it is tiny)
+        schema = ibis.schema({"run_id": "string", "model": "string", "created_at": "timestamp", "params": "string",
+                              "metrics": "string", "n_train": "int64", "n_test": "int64"})
+        row = ibis.memtable(pd.DataFrame([values], columns=list(MODEL_RUNS)), schema=schema)
+        expr = ws.raw_table("model_runs").cast(schema).union(row) if ws.has_table("model_runs") else row
+        ws.materialize("model_runs", expr)
+        return run_id
     ws.ensure_table("model_runs", MODEL_RUNS)
     ws.sql("INSERT INTO model_runs (run_id, model, created_at, params, metrics, n_train, n_test) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-           [run_id, model, datetime.now(), json.dumps(params, default=_json_default, ensure_ascii=False),
-            json.dumps(metrics, default=_json_default, ensure_ascii=False), int(n_train), int(n_test)])
+           "VALUES (?, ?, ?, ?, ?, ?, ?)", values)
     return run_id
 
 
