@@ -8,6 +8,7 @@ import pytest
 
 from custlens.analytics.rfm import resolve_segment, rfm, rfm_expr, rfm_transition
 from custlens.errors import DataError, ValidationError
+from tests.conftest import insert_rows
 
 ORDERS = [
     # u1: R=1, F=3, M=600
@@ -129,3 +130,17 @@ def test_rfm_expr_is_ibis_and_bad_inputs(rws):
     assert resolve_segment("重要价值客户") == ("8", "important_value")
     assert resolve_segment("Champions") == ("11", "champions")
     assert resolve_segment("nobody") is None
+
+
+def test_rfm_result_is_a_snapshot_not_shared_with_a_later_run(ws):
+    """The per-customer frame is fetched lazily, but from the run's own snapshot: later loads never leak in,
+    and a second run with the same arguments sees them."""
+
+    insert_rows(ws, "orders", [{"order_id": "o1", "user_id": "a", "order_time": "2024-06-01 10:00:00", "amount": 100.0,
+                            "status": "paid"}])
+    first = rfm(ws, as_of="2024-12-31")
+    insert_rows(ws, "orders", [{"order_id": "o2", "user_id": "b", "order_time": "2024-07-01 10:00:00", "amount": 50.0,
+                            "status": "paid"}])
+    second = rfm(ws, as_of="2024-12-31")
+    assert list(first.customers.user_id) == ["a"] and first.summary["customers"] == 1
+    assert list(second.customers.user_id) == ["a", "b"] and second.summary["customers"] == 2

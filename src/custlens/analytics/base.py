@@ -7,7 +7,10 @@ bare connection and carries a Config so the same code runs on DuckDB and Spark u
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -266,6 +269,24 @@ def add_breakdown(src: Any, tbl: ir.Table, breakdown: str | None, *, as_of: date
         seg = seg.select(_bk_uid=seg.user_id, _bk_val=seg._bk_val)
     j = tbl.left_join(seg, tbl.user_id == seg._bk_uid)
     return j.mutate(**{name: j._bk_val.fill_null(unknown)}).drop("_bk_uid", "_bk_val")
+
+
+def snapshot(expr: ir.Table) -> ir.Table:
+    """The expression's rows as of now, in a temporary engine table (DuckDB temp table, Spark cached view).
+
+    Unlike Ibis' `.cache()`, which hands an equal expression the table cached earlier (stale after a load),
+    every call makes its own uniquely named table; it is dropped when the returned table is garbage-collected.
+    """
+    backend = expr._find_backend()
+    name = f"custlens_snapshot_{uuid.uuid4().hex}"
+    tbl = backend._create_cached_table(name, expr)
+    weakref.finalize(tbl, _drop_snapshot, backend, name)
+    return tbl
+
+
+def _drop_snapshot(backend: Any, name: str) -> None:
+    with contextlib.suppress(Exception):  # the connection may be closed already: the table went with it
+        backend._drop_cached_table(name)
 
 
 def frame(expr: ir.Table) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from custlens.analytics.base import (
     paid_orders,
     parse_date,
     safe_div,
+    snapshot,
 )
 from custlens.errors import DataError, ValidationError
 from custlens.i18n import register, t
@@ -226,12 +227,26 @@ def rfm_expr(src: Any, *, as_of: date | str | None = None, bins: int = 5, method
 
 @dataclass(frozen=True)
 class RFMResult(Result):
-    """Segment table (both schemes, column `scheme`), the R×F grid and the per-customer frame."""
+    """Segment table (both schemes, column `scheme`), the R×F grid and the per-customer frame.
 
-    customers: Any = None
+    The per-customer scores are kept as a snapshot in the engine (a temporary table, dropped when the result
+    is garbage-collected); the segment table, grid and summary are aggregated there, and `customers` (one
+    row per customer, sorted by user_id) is fetched on first access, so a million-customer RFM does not
+    move a million rows into Python unless they are asked for.
+    """
+
     grid: Any = None
     name: str = "rfm"
     lang: str = "zh"
+    expr: Any = field(default=None, repr=False, compare=False)  # the per-customer Ibis expression
+
+    @property
+    def customers(self) -> pd.DataFrame:
+        cached = self.__dict__.get("_customers")
+        if cached is None:
+            cached = _normalize_customers(frame(self.expr)) if self.expr is not None else pd.DataFrame()
+            object.__setattr__(self, "_customers", cached)
+        return cached
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -263,31 +278,46 @@ class RFMResult(Result):
         return alt.hconcat(heat, bars).to_dict()
 
 
-def _segment_table(cust: pd.DataFrame, lang: str) -> pd.DataFrame:
-    n = len(cust)
-    revenue = float(cust.monetary.sum()) if n else 0.0
+def _rollup(expr: ir.Table) -> pd.DataFrame:
+    """One engine pass: customers, revenue and sums per (segment8, segment11, r_score, f_score) — at most
+    8 × 11 × bins² rows, from which the segment tables, the grid and the totals are all derived."""
+    g = expr.group_by(["segment8", "segment11", "r_score", "f_score"]).aggregate(
+        customers=expr.count(), revenue=expr.monetary.sum(), sum_recency=expr.recency.sum(),
+        sum_frequency=expr.frequency.sum())
+    df = frame(g)
+    for c in ("customers", "r_score", "f_score", "sum_recency", "sum_frequency"):
+        df[c] = df[c].astype("int64")
+    df["revenue"] = df["revenue"].astype("float64")
+    return df
+
+
+def _segment_table(roll: pd.DataFrame, lang: str) -> pd.DataFrame:
+    n = int(roll.customers.sum())
+    revenue = float(roll.revenue.sum()) if n else 0.0
     rows = []
     for scheme, col in (("8", "segment8"), ("11", "segment11")):
+        by = roll.groupby(col)[["customers", "revenue", "sum_recency", "sum_frequency"]].sum()
         for key in segment_keys(scheme):
-            sub = cust[cust[col] == key]
-            k = len(sub)
-            rev = float(sub.monetary.sum()) if k else 0.0
+            k = int(by.customers.get(key, 0))
+            rev = float(by.revenue.get(key, 0.0)) if k else 0.0
             rows.append({
                 "scheme": scheme, "segment": key, "label": segment_label(key, lang), "customers": k,
                 "share": safe_div(k, n), "revenue": rev, "revenue_share": safe_div(rev, revenue),
-                "avg_recency": float(sub.recency.mean()) if k else None,
-                "avg_frequency": float(sub.frequency.mean()) if k else None,
-                "avg_monetary": float(sub.monetary.mean()) if k else None,
+                "avg_recency": float(by.sum_recency[key]) / k if k else None,
+                "avg_frequency": float(by.sum_frequency[key]) / k if k else None,
+                "avg_monetary": rev / k if k else None,
             })
     return pd.DataFrame(rows)
 
 
-def _grid(cust: pd.DataFrame, bins: int) -> pd.DataFrame:
+def _grid(roll: pd.DataFrame, bins: int) -> pd.DataFrame:
+    by = roll.groupby(["r_score", "f_score"])[["customers", "revenue"]].sum()
     rows = []
     for r in range(bins, 0, -1):
         for f in range(1, bins + 1):
-            sub = cust[(cust.r_score == r) & (cust.f_score == f)]
-            rows.append({"r_score": r, "f_score": f, "customers": len(sub), "monetary": float(sub.monetary.sum())})
+            hit = (r, f) in by.index
+            rows.append({"r_score": r, "f_score": f, "customers": int(by.customers[(r, f)]) if hit else 0,
+                         "monetary": float(by.revenue[(r, f)]) if hit else 0.0})
     return pd.DataFrame(rows)
 
 
@@ -310,24 +340,33 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
     expr = rfm_expr(src, as_of=as_of_d, bins=bins, method=method, thresholds=thresholds, high_low=high_low,
                     date_from=date_from)
-    cust = _normalize_customers(frame(expr))
-    if cust.empty:
+    # a snapshot in the engine (a temporary table; released with the result): the rollup reads it, and so
+    # does `customers` whenever it is asked for, so the result never changes with later loads
+    expr = snapshot(expr)
+    roll = _rollup(expr)
+    n = int(roll.customers.sum())
+    if n == 0:
         raise DataError(f"no paid orders up to {as_of_d}", where="orders",
                         fix="load orders, or choose a later as_of / earlier date_from")
     lang = lang_of(src, lang)
-    centers = {}
-    for m in ("recency", "frequency", "monetary"):
-        centers[m] = float(cust[m].mean() if high_low == "mean" else cust[m].median())
-    table = _segment_table(cust, lang)
+    revenue = float(roll.revenue.sum())
+    if high_low == "mean":
+        centers = {"recency": float(roll.sum_recency.sum()) / n, "frequency": float(roll.sum_frequency.sum()) / n,
+                   "monetary": revenue / n}
+    else:
+        med = frame(expr.aggregate(recency=expr.recency.median(), frequency=expr.frequency.median(),
+                                   monetary=expr.monetary.median()))
+        centers = {m: float(med[m].iloc[0]) for m in ("recency", "frequency", "monetary")}
+    table = _segment_table(roll, lang)
     top8 = table[table.scheme == "8"].sort_values(["revenue", "segment"], ascending=[False, True]).iloc[0]
     summary = {
-        "as_of": as_of_d.isoformat(), "customers": len(cust), "revenue": float(cust.monetary.sum()),
+        "as_of": as_of_d.isoformat(), "customers": n, "revenue": revenue,
         "centers": centers, "top_segment_by_revenue": top8.segment,
         "top_segment_revenue_share": none_if_nan(top8.revenue_share),
     }
     params = {"as_of": as_of_d.isoformat(), "bins": bins, "method": method, "thresholds": thresholds,
               "high_low": high_low, "date_from": str(parse_date(date_from)) if date_from else None}
-    return RFMResult(table=table, params=params, summary=summary, customers=cust, grid=_grid(cust, bins), lang=lang)
+    return RFMResult(table=table, params=params, summary=summary, grid=_grid(roll, bins), lang=lang, expr=expr)
 
 
 @dataclass(frozen=True)
