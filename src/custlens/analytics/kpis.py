@@ -36,6 +36,7 @@ from custlens.analytics.base import (
     person_id,
     safe_div,
     shift,
+    snapshot,
     year_before,
 )
 from custlens.errors import DataError, ValidationError
@@ -123,10 +124,17 @@ def _activity_frames(src: Any, ext: date, date_to: date, breakdown: str | None,
     e = e.mutate(_pid=person_id(e))
     e = e.filter(e._pid.notnull())
     e = add_breakdown(src, e, breakdown, as_of=date_to)
+    # One pass over the events to the distinct (day, breakdown, person) rows — ~3 per person-day fewer than
+    # events — then each grain counts from those. DuckDB runs DISTINCT-then-COUNT as parallel hash
+    # aggregates, several times faster than COUNT(DISTINCT) per group on tens of millions of events.
+    days = e.select(day=period_start(e.event_time, "day"), breakdown=e.breakdown, pid=e._pid).distinct()
+    if len(grains) > 1:
+        days = snapshot(days)
     out = {}
-    for g in grains:
-        x = e.mutate(period=period_start(e.event_time, g))
-        out[g] = frame(x.group_by(["period", "breakdown"]).aggregate(n=x._pid.nunique()))
+    for g in sorted(grains):
+        x = days if g == "day" else days.select(day=period_start(days.day, g), breakdown=days.breakdown,
+                                                  pid=days.pid).distinct()
+        out[g] = frame(x.group_by(period=x.day, breakdown=x.breakdown).aggregate(n=x.count()))
     return out
 
 
