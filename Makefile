@@ -47,7 +47,12 @@ lint: $(VENV)/.test
 format: $(VENV)/.test
 	$(VENV)/bin/ruff format src tests bench
 
-bench: $(VENV)/.test
+$(VENV)/.bench: $(VENV)/.test pyproject.toml
+	$(PIP) install -q -e '.[test,spark,bench]'
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	touch $@
+
+bench: $(VENV)/.bench
 	$(PY) bench/run.py
 
 clean:

@@ -147,6 +147,33 @@ def pd_retention(orders: pd.DataFrame) -> pd.DataFrame:
     return tab.div(tab[0], axis=0)
 
 
+def chdb_funnel(raw: Any, folder: Path, n_events: int, case: str, ours: list[int]) -> dict:
+    """ClickHouse's windowFunnel (through chdb, in-process) on the same events, exported once to Parquet.
+
+    The export is not timed; chdb's time is its query over the Parquet file (read, filter, per-person
+    windowFunnel, count by level). Its levels are compared with custlens' step counts.
+    """
+    row = {"suite": "analytics", "case": case, "impl": "chdb windowFunnel (ClickHouse, Parquet)", "rows": n_events}
+    try:
+        import chdb  # noqa: PLC0415
+    except ImportError:
+        return {**row, "seconds": None, "note": "chdb not installed: `make bench` installs it (pip install chdb)"}
+    path = folder / "events_funnel.parquet"
+    if not path.exists():
+        raw.execute(f"COPY (SELECT coalesce(user_id, 'anon:' || anonymous_id) AS person, event, event_time "
+                    f"FROM events WHERE coalesce(user_id, anonymous_id) IS NOT NULL) TO '{path}' (FORMAT parquet)")
+    conds = ", ".join(f"event = '{s}'" for s in STEPS)
+    levels = ", ".join(f"countIf(level >= {k})" for k in range(1, len(STEPS) + 1))
+    sql = (f"SELECT {levels} FROM (SELECT person, windowFunnel({WINDOW_S})(toDateTime(event_time), {conds}) "
+           f"AS level FROM file('{path}', Parquet) WHERE event_time >= toDateTime64('{D_FROM} 00:00:00', 6, 'UTC') "
+           f"AND event_time < toDateTime64('{AS_OF} 00:00:00', 6, 'UTC') + INTERVAL 1 DAY "
+           f"AND event IN ({', '.join(repr(s) for s in STEPS)}) GROUP BY person) SETTINGS session_timezone = 'UTC'")
+    sec, res = _measure(lambda: chdb.query(sql, "CSV"))
+    theirs = [int(x) for x in res.data().strip().split(",")]
+    same = "same counts as custlens" if theirs == ours else f"custlens {'/'.join(map(str, ours))}"
+    return {**row, "seconds": sec, "note": f"counts {'/'.join(map(str, theirs))} ({same}); chdb {chdb.__version__}"}
+
+
 def run(size: str) -> list[dict]:
     import pyarrow.compute as pc
 
@@ -204,20 +231,17 @@ def run(size: str) -> list[dict]:
 
     # funnel
     case = f"ordered funnel 4 steps / 7 d, {n_events:,} events"
-    add(case, "custlens funnel (DuckDB)", lambda: funnel(ws, ",".join(STEPS), window="7d", date_from=D_FROM,
-                                                         date_to=AS_OF), n_events, peak=True)
+    ours = add(case, "custlens funnel (DuckDB)", lambda: funnel(ws, ",".join(STEPS), window="7d", date_from=D_FROM,
+                                                                date_to=AS_OF), n_events, peak=True)
+    counts = [int(c) for c in ours.table["count"]]
+    out[-1]["note"] = "counts " + "/".join(map(str, counts))
     add(case, "pandas (per-person loop)", lambda: pd_funnel(load(events_sql).to_pandas()), n_events,
         "incl. loading the columns")
     add(case, "Arrow scan floor", lambda: load("SELECT user_id, event, event_time FROM events")
         .filter(pc.field("event").isin(STEPS))
         .group_by(["user_id", "event"]).aggregate([("event_time", "min")]), n_events,
         "read 3 columns, filter, one hash aggregate")
-    try:
-        import chdb  # noqa: F401
-    except ImportError:
-        out.append({"suite": "analytics", "case": case, "impl": "chdb windowFunnel", "seconds": None,
-                    "note": "chdb not installed (not a project dependency); pip install chdb to compare"})
-
+    out.append(chdb_funnel(raw, root.parent, n_events, case, counts))
     # retention
     case = f"weekly retention (orders), {n_orders:,} orders"
     add(case, "custlens retention (DuckDB)", lambda: retention(ws, start_event="order", period="week", periods=12,

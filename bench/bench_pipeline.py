@@ -8,6 +8,7 @@ machine; L needs ~30 GB of disk for the sources and the warehouse).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,19 @@ _STAGE = textwrap.dedent("""
             from custlens.clean.pipeline import clean
             clean(ws)
             rows = ws.row_count("events") + ws.row_count("orders")
+        elif stage == "optimize":
+            rows = sum(ws.optimize().values())
+        elif stage == "models":
+            from custlens.demo.main import model_steps
+            parts = []
+            for name, fn in model_steps(ws):
+                t1 = time.perf_counter()
+                try:
+                    fn()
+                    parts.append(f"{name} {time.perf_counter() - t1:.1f} s")
+                except Exception as e:  # one model failing at this size must not hide the others
+                    parts.append(f"{name} FAILED ({type(e).__name__}: {str(e)[:80]})")
+            note = "; ".join(parts)
         elif stage == "profile":
             from custlens.profile.build import build_profile
             from custlens.profile.tags import build_tags
@@ -76,7 +90,7 @@ def run(size: str) -> list[dict]:
     root = Path(tempfile.mkdtemp(prefix=f"custlens-bench-pipeline-{size}-"))
     rows: list[dict] = []
     try:
-        for stage in ("generate", "ingest", "clean", "profile", "report"):
+        for stage in ("generate", "ingest", "clean", "optimize", "profile", "models", "report"):
             r = _stage(stage, root, n)
             note = r.get("note", "")
             if stage == "ingest" and r.get("seconds") and r.get("rows"):
@@ -92,7 +106,10 @@ def run(size: str) -> list[dict]:
                          "note": f"{wh.stat().st_size / 2**20:,.0f} MB on disk; sources "
                                  f"{sum(f.stat().st_size for f in (root / 'data').iterdir()) / 2**20:,.0f} MB"})
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):  # e.g. to measure customer-360 latency on the built warehouse
+            print(f"bench_pipeline: kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     return rows
 
 

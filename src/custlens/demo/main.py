@@ -94,8 +94,8 @@ def build_workspace(path: str | Path = "custlens-demo", *, customers: int = 50_0
     return result
 
 
-def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None = None) -> None:
-    """Fit the models that write per-customer scores into the profile, and run the alert rules."""
+def model_steps(ws: Any) -> list[tuple[str, Any]]:
+    """The demo's model runs in order, as (name, thunk): per-customer scores into the profile, then alerts."""
     from custlens.models.alerts import run_alerts  # noqa: PLC0415
     from custlens.models.anomalies import anomalies  # noqa: PLC0415
     from custlens.models.churn import churn  # noqa: PLC0415
@@ -105,8 +105,7 @@ def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None
     from custlens.models.text import analyze_text  # noqa: PLC0415
     from custlens.profile.build import write_scores  # noqa: PLC0415
 
-    say(t("demo.step.models", lang))
-    steps = [
+    return [
         ("clv", lambda: (write_scores(ws, score_clv(ws)), clv(ws, holdout_weeks=13))),
         ("churn", lambda: churn(ws)),
         ("anomalies", lambda: anomalies(ws)),
@@ -115,7 +114,12 @@ def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None
         ("recommend", lambda: recommend(ws, write=True, evaluate=True)),
         ("alerts", lambda: run_alerts(ws)),
     ]
-    for name, fn in steps:
+
+
+def _score_models(ws: Any, say: Any, lang: str, timings: dict[str, float] | None = None) -> None:
+    """Fit the models that write per-customer scores into the profile, and run the alert rules."""
+    say(t("demo.step.models", lang))
+    for name, fn in model_steps(ws):
         t0 = time.perf_counter()
         fn()
         if timings is not None:
