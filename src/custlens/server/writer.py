@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -418,6 +419,47 @@ class _KeyCounts:
     replayed: int = 0
 
 
+class _SeenIds:
+    """DuckDB `hash()` of every message id in event_dedup, as sorted uint64 arrays.
+
+    A batch asks event_dedup (a full scan: DuckDB uses no index for this lookup, ~0.1 s at 5M rows) only
+    about ids whose hash is here — a retry, a collision, or a rare 64-bit coincidence — never about ids it
+    has never seen, which are nearly all of them. It may hold more than the table (expired or rolled-back
+    ids: those only cost a lookup), never less: ids are added after their batch commits, and it is reloaded
+    after each purge.
+    """
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self.reload()
+
+    def reload(self) -> None:
+        h = self.con.execute("SELECT hash(message_id) AS h FROM event_dedup").fetchnumpy()["h"]
+        self.base = np.unique(np.asarray(h, dtype=np.uint64))
+        self.extra: list[np.ndarray] = []
+        self.n_extra = 0
+
+    @staticmethod
+    def _isin(h: np.ndarray, arr: np.ndarray) -> np.ndarray:
+        if arr.size == 0:
+            return np.zeros(h.size, dtype=bool)
+        i = np.minimum(np.searchsorted(arr, h), arr.size - 1)
+        return arr[i] == h
+
+    def contains(self, h: np.ndarray) -> np.ndarray:
+        hit = self._isin(h, self.base)
+        for e in self.extra:
+            hit |= self._isin(h, e)
+        return hit
+
+    def add(self, h: np.ndarray) -> None:
+        self.extra.append(np.unique(h))
+        self.n_extra += h.size
+        if len(self.extra) > 16 or self.n_extra > max(1_000_000, self.base.size // 4):
+            self.base = np.unique(np.concatenate([self.base, *self.extra]))
+            self.extra, self.n_extra = [], 0
+
+
 class Writer:
     """Moves durable spool records into the warehouse, one transaction per batch (offset included).
 
@@ -441,6 +483,7 @@ class Writer:
         self.batches = 0
         self._last_purge = 0.0
         self._ip: IpProtector | None = None
+        self._seen: _SeenIds | None = None  # built on the first batch (the tables exist by then)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="custlens-writer", daemon=True)
@@ -505,6 +548,8 @@ class Writer:
             return
         self._last_purge = time.monotonic()
         self.con.execute("DELETE FROM event_dedup WHERE first_seen < ?", [datetime.now() - self.window])
+        if self._seen is not None:
+            self._seen.reload()
 
     def _commit(self, recs: list[dict[str, Any]], end: int) -> None:
         con = self.con
@@ -555,15 +600,25 @@ class Writer:
                     "SELECT bad_id FROM events_bad WHERE bad_id IN (SELECT bad_id FROM _replay_ids)").fetchall()}
                 con.unregister("_replay_ids")
             seen: dict[str, dict[str, str]] = {}
+            batch_hashes = None
             if mids:
-                # Only the batch's message ids are looked up (a semi-join in DuckDB), never event by event.
+                if self._seen is None:
+                    self._seen = _SeenIds(con)
+                # Only the batch's message ids are looked up (a semi-join in DuckDB), never event by event,
+                # and only those whose hash is already known (see _SeenIds).
                 con.register("_mids", pa.table({"message_id": pa.array(mids, pa.string())}))
-                for mid, h, eid in con.execute(
-                        "SELECT d.message_id, d.payload_hash, d.event_id FROM event_dedup d "
-                        "WHERE d.message_id IN (SELECT message_id FROM _mids) AND d.first_seen >= ?",
-                        [now - self.window]).fetchall():
-                    seen.setdefault(mid, {})[h] = eid
+                got = con.execute("SELECT message_id, hash(message_id) AS h FROM _mids").fetchnumpy()
                 con.unregister("_mids")
+                batch_hashes = np.asarray(got["h"], dtype=np.uint64)
+                known_ids = np.asarray(got["message_id"], dtype=object)[self._seen.contains(batch_hashes)]
+                if known_ids.size:
+                    con.register("_mids", pa.table({"message_id": pa.array(known_ids.tolist(), pa.string())}))
+                    for mid, h, eid in con.execute(
+                            "SELECT d.message_id, d.payload_hash, d.event_id FROM event_dedup d "
+                            "WHERE d.message_id IN (SELECT message_id FROM _mids) AND d.first_seen >= ?",
+                            [now - self.window]).fetchall():
+                        seen.setdefault(mid, {})[h] = eid
+                    con.unregister("_mids")
             rows: list[tuple[Any, ...]] = []
             sources: list[str] = []
             ips: list[Any] = []
@@ -643,6 +698,8 @@ class Writer:
         with self.spool.acct_lock:
             con.execute("COMMIT")
             self.spool.mark_committed(end, tags)
+        if batch_hashes is not None and self._seen is not None:
+            self._seen.add(batch_hashes)
 
     def _insert_events(self, rows: list[tuple[Any, ...]], sources: list[str], ips: list[Any],
                        dedup_rows: list[tuple[str, str, str]], now: datetime, load_id: str) -> None:
