@@ -1,0 +1,90 @@
+"""Ordered funnels against a brute-force reference on random event streams (real DuckDB workspace).
+
+The reference follows the rules the hand-computed cases in test_funnel_rules.py pin, written the slow and
+obvious way: order each person's events by (time, lowest step matched, event id); every step-1 event
+starts an attempt that takes, for each next step, the first event of that step after the previous step's
+event, and counts the step while it is within the window of the start; a person's best attempt reaches
+furthest, then completes earliest, then starts latest. Counts and the mean and median seconds between
+consecutive steps of the best attempts (positive gaps only) must match.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from datetime import datetime, timedelta
+
+import pytest
+
+from custlens.analytics.funnel import funnel
+
+T0 = datetime(2024, 3, 1)
+NAMES = ["view", "cart", "pay", "done", "other"]
+
+
+def _stream(seed: int, persons: int = 250) -> list[tuple[str, str, str, int]]:
+    rnd = random.Random(seed)
+    rows = []
+    for p in range(persons):
+        n = rnd.randint(1, 14)
+        t = rnd.randint(0, 3 * 86400)
+        for _ in range(n):
+            t += rnd.choice([0, 0, 5, 60, 600, 3600, 20000, 90000])  # ties, bursts and long gaps
+            rows.append((f"e{len(rows):05d}", f"u{p:03d}", rnd.choices(NAMES, [5, 3, 2, 2, 2])[0], t))
+    return rows
+
+
+def _reference(rows, steps, win):
+    by: dict[str, list] = {}
+    for eid, user, event, t in rows:
+        match = [k for k, s in enumerate(steps) if s == event]
+        if match:
+            by.setdefault(user, []).append((t, min(match), eid, set(match)))
+    n = len(steps)
+    best_of = []
+    for evs in by.values():
+        evs.sort(key=lambda e: (e[0], e[1], e[2]))
+        best = None
+        for i, (t, _, _, m) in enumerate(evs):
+            if 0 not in m:
+                continue
+            times, pos = [t], i
+            for k in range(1, n):
+                nxt = next((j for j in range(pos + 1, len(evs)) if k in evs[j][3]), None)
+                if nxt is None or evs[nxt][0] - t > win:
+                    break
+                times.append(evs[nxt][0])
+                pos = nxt
+            key = (-len(times), times[-1], -t, -i)
+            if best is None or key < best[0]:
+                best = (key, times)
+        if best is not None:
+            best_of.append(best[1])
+    counts = [sum(len(b) >= k for b in best_of) for k in range(1, n + 1)]
+    gaps = [[b[k] - b[k - 1] for b in best_of if len(b) > k and b[k] - b[k - 1] > 0] for k in range(1, n)]
+    return counts, [statistics.mean(g) if g else None for g in gaps], [statistics.median(g) if g else None for g in gaps]
+
+
+@pytest.mark.parametrize("seed,steps,window", [
+    (1, ["view", "cart", "pay", "done"], 86400),
+    (2, ["view", "cart", "pay"], 3600),
+    (3, ["view", "cart", "view", "done"], 2 * 86400),  # a step repeated: one event can serve two steps
+    (4, ["cart", "view", "cart"], 86400),
+    (5, ["view", "pay", "done", "cart"], 7 * 86400),
+])
+def test_ordered_funnel_matches_brute_force(ws, seed, steps, window):
+    rows = _stream(seed)
+    ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time) VALUES (?, ?, ?, ?)",
+                        [(e, u, ev, T0 + timedelta(seconds=t)) for e, u, ev, t in rows])
+    res = funnel(ws, ",".join(steps), window=f"{window}s", date_from="2024-02-01", date_to="2024-12-31")
+    counts, means, medians = _reference(rows, steps, window)
+    assert [int(c) for c in res.table["count"]] == counts
+    assert counts[0] > 100 and counts[-1] > 0  # the stream exercises every step
+    for k in range(1, len(steps)):
+        got_mean = res.table["average_seconds_to_convert"].iloc[k]
+        got_median = res.table["median_seconds_to_convert"].iloc[k]
+        if means[k - 1] is None:
+            assert got_mean is None or got_mean != got_mean
+        else:
+            assert got_mean == pytest.approx(means[k - 1], rel=1e-9)
+            assert got_median == pytest.approx(medians[k - 1], rel=1e-9)
