@@ -225,7 +225,9 @@ def run(size: str) -> list[dict]:
 
     # channels
     case = f"channels, {n_orders:,} orders"
-    add(case, "custlens channels (DuckDB)", lambda: channels(ws, date_from=D_FROM, date_to=AS_OF), n_orders)
+    add(case, "custlens channels (DuckDB)", lambda: channels(ws, date_from=D_FROM, date_to=AS_OF), n_orders,
+        "also new customers per channel (each customer's first paid order ever) and visitors (distinct persons "
+        "in the events), which the pandas row does not compute")
     add(case, "pandas", lambda: pd_channels(load(orders_sql).to_pandas(), load("SELECT * FROM channel_spend")
                                             .to_pandas()), n_orders, "incl. loading the columns")
 
