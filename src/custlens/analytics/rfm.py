@@ -215,6 +215,11 @@ def rfm_expr(src: Any, *, as_of: date | str | None = None, bins: int = 5, method
     center = (lambda col: col.mean()) if high_low == "mean" else (lambda col: col.median())
     c = c.mutate(r_high=c.recency < center(c.recency), f_high=c.frequency > center(c.frequency),
                  m_high=c.monetary > center(c.monetary))
+    return _labelled(c, bins)
+
+
+def _labelled(c: ir.Table, bins: int) -> ir.Table:
+    """The per-customer scores plus their derived labels (fm_score, rfm_code, both segment schemes)."""
     c = c.mutate(fm_score=((c.f_score + c.m_score + 1) / 2).floor().cast("int64"))
     c = c.mutate(
         rfm_code=c.r_score.cast("string") + c.f_score.cast("string") + c.m_score.cast("string"),
@@ -239,6 +244,7 @@ class RFMResult(Result):
     name: str = "rfm"
     lang: str = "zh"
     expr: Any = field(default=None, repr=False, compare=False)  # the per-customer Ibis expression
+    snap: Any = field(default=None, repr=False, compare=False)  # keeps the engine snapshot alive
 
     @property
     def customers(self) -> pd.DataFrame:
@@ -341,8 +347,11 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     expr = rfm_expr(src, as_of=as_of_d, bins=bins, method=method, thresholds=thresholds, high_low=high_low,
                     date_from=date_from)
     # a snapshot in the engine (a temporary table; released with the result): the rollup reads it, and so
-    # does `customers` whenever it is asked for, so the result never changes with later loads
-    expr = snapshot(expr)
+    # does `customers` whenever it is asked for, so the result never changes with later loads. Only the
+    # scores are stored; the labels are derived from them on read.
+    snap = snapshot(expr.select("user_id", "last_order_date", "recency", "frequency", "monetary",
+                                "r_score", "f_score", "m_score", "r_high", "f_high", "m_high"))
+    expr = _labelled(snap, bins)
     roll = _rollup(expr)
     n = int(roll.customers.sum())
     if n == 0:
@@ -366,7 +375,8 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     }
     params = {"as_of": as_of_d.isoformat(), "bins": bins, "method": method, "thresholds": thresholds,
               "high_low": high_low, "date_from": str(parse_date(date_from)) if date_from else None}
-    return RFMResult(table=table, params=params, summary=summary, grid=_grid(roll, bins), lang=lang, expr=expr)
+    return RFMResult(table=table, params=params, summary=summary, grid=_grid(roll, bins), lang=lang, expr=expr,
+                     snap=snap)
 
 
 @dataclass(frozen=True)
