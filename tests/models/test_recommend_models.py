@@ -183,3 +183,22 @@ def test_recommend_errors(ws) -> None:
         evaluate_recommenders(ws, split="2030-01-01")
     with pytest.raises(DataError):
         recommend(ws, segment_level=True, by="tag:nope")
+
+
+def test_hybrid_tunes_and_evaluates_on_a_capped_seeded_sample(demo_ws):
+    """Above the caps, tuning and evaluation score a seeded random sample of customers, and say so."""
+    import custlens
+    from custlens.models.recommend import evaluate_recommenders
+
+    ws = custlens.open(demo_ws.workspace, read_only=True)
+    try:
+        full = evaluate_recommenders(ws, store=False)
+        capped = evaluate_recommenders(ws, store=False, max_test_users=200)
+        again = evaluate_recommenders(ws, store=False, max_test_users=200)
+    finally:
+        ws.close()
+    assert full.summary["test_users"] == full.summary["eligible_test_users"] > 200
+    assert capped.summary["test_users"] == 200
+    assert capped.summary["eligible_test_users"] == full.summary["eligible_test_users"]
+    assert capped.table.equals(again.table)  # seeded: the same sample, the same numbers
+    assert capped.table.set_index("model").n_users.eq(200).all()
