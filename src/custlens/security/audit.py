@@ -59,7 +59,7 @@ def record(ws: Workspace, action: str, *, target: str = "", tables: list[str] | 
         con = ws.duck
         con.execute("BEGIN TRANSACTION")
         try:
-            last = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            last = _last_record(ws, con)
             seq = (last[0] + 1) if last else 1
             prev = last[1] if last else GENESIS
             rec = {"seq": seq, "ts": datetime.now().replace(microsecond=0), "username": username, "action": action,
@@ -73,6 +73,7 @@ def record(ws: Workspace, action: str, *, target: str = "", tables: list[str] | 
                 con.execute("INSERT INTO audit_checkpoints VALUES (?, ?, ?, ?, now())", [seq, seq, h, _mac(ws, seq, h)])
             _write_head(ws, seq, h)
             con.execute("COMMIT")
+            _LAST[str(ws.warehouse_path)] = seq
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -82,6 +83,23 @@ def record(ws: Workspace, action: str, *, target: str = "", tables: list[str] | 
         raise AuditError(f"the audit record for {action!r} could not be written, so the action was refused: {e}",
                          where=str(ws.root), fix="check disk space and permissions of the workspace") from None
     return seq
+
+
+_LAST: dict[str, int] = {}  # warehouse → seq of the last record this process wrote (a search hint only)
+
+
+def _last_record(ws: Workspace, con: Any) -> tuple[int, str] | None:
+    """(seq, hash) of the newest record. The table is append-only with rising seq, so from the last seq this
+    process wrote, `WHERE seq >= hint` reads the table's last row group instead of the whole log; the
+    result is always the true newest record (a later one written elsewhere is found too), and without a
+    hint or when the hint is ahead of the table (a restore) the whole log is searched."""
+    hint = _LAST.get(str(ws.warehouse_path))
+    if hint is not None:
+        last = con.execute("SELECT seq, hash FROM audit_log WHERE seq >= ? ORDER BY seq DESC LIMIT 1",
+                           [hint]).fetchone()
+        if last is not None:
+            return last
+    return con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
 
 
 def _write_head(ws: Workspace, n: int, head: str) -> None:

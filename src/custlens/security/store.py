@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 from custlens.workspace import Workspace
 
 DDL = {
@@ -22,9 +25,22 @@ DDL = {
 }
 
 
+_ENSURED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # connection → tables made
+
+
 def ensure(ws: Workspace, *names: str) -> None:
-    """Create the named system tables if absent (not on a read-only workspace: readers see none)."""
+    """Create the named system tables if absent (not on a read-only workspace: readers see none).
+
+    Each table is checked once per connection: the audit path calls this on every record."""
     if ws.read_only:
         return
+    con = ws.duck
+    try:
+        done = _ENSURED.setdefault(ws.con, set())
+    except TypeError:  # a connection object without weak references: check every time
+        done = set()
     for n in names or DDL:
-        ws.duck.execute(f'CREATE TABLE IF NOT EXISTS "{n}" ({DDL[n]})')
+        if n in done:
+            continue
+        con.execute(f'CREATE TABLE IF NOT EXISTS "{n}" ({DDL[n]})')
+        done.add(n)

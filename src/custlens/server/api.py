@@ -564,7 +564,10 @@ def _plan_360(ctx: Ctx) -> Plan360:
         im = ctx.ws.table("identity_map")
         read["identity_map"] = set(im.columns)
         g = _gov_sql(im)  # two point lookups (id → person, person → ids): a semi-join would scan the map
-        identity = (f"SELECT person_id FROM ({g}) AS g WHERE g.user_id = $uid",
+        # the map is stored sorted by user_id, so the second lookup (by person) scans it: it runs only for
+        # stitched persons (cluster_size > 1); a single-record person is its own and only member
+        size = "g.cluster_size" if "cluster_size" in im.columns else "NULL"
+        identity = (f"SELECT person_id, {size} AS cluster_size FROM ({g}) AS g WHERE g.user_id = $uid",
                     f"SELECT user_id, person_id FROM ({g}) AS g WHERE g.person_id = ANY($pids)")
     profile = f"SELECT * FROM ({_gov_sql(prof)}) AS g WHERE g.user_id = $uid LIMIT 1"
     tags = None
@@ -630,8 +633,12 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
               ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
     person, members = user_id, [user_id]
     if plan.identity is not None:
-        pids = [r[0] for r in cur.execute(plan.identity[0], {"uid": user_id}).fetchall() if r[0] is not None]
-        m = cur.execute(plan.identity[1], {"pids": pids}).fetchall() if pids else []
+        found = [r for r in cur.execute(plan.identity[0], {"uid": user_id}).fetchall() if r[0] is not None]
+        pids = [r[0] for r in found]
+        if found and all(r[1] == 1 for r in found):  # not stitched: the person is this record alone
+            m = [(user_id, found[0][0])]
+        else:
+            m = cur.execute(plan.identity[1], {"pids": pids}).fetchall() if pids else []
         if m:
             person = str(m[0][1])
             members = sorted({str(r[0]) for r in m} | {person})
