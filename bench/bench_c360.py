@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+from bench_collect import _free_port  # bench/ is on sys.path (python bench/run.py)
 
 SIZES = {"S": 50_000, "M": 1_000_000, "L": 5_000_000}
 LOOKUPS = {"S": 300, "M": 300, "L": 300}
@@ -71,12 +71,6 @@ def _prepare_users(ws_root: Path) -> None:
                 add_user(ws, name, PASSWORD, roles, attributes=attrs, display_name=name)
     finally:
         ws.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(ws_root: Path) -> tuple[subprocess.Popen, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from tests.conftest import insert_rows
 
 from custlens.analytics.rfm import resolve_segment, rfm, rfm_expr, rfm_transition
 from custlens.errors import DataError, ValidationError
-from tests.conftest import insert_rows
 
 ORDERS = [
     # u1: R=1, F=3, M=600
