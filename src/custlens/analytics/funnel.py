@@ -261,15 +261,14 @@ def _prepare_events(ws: Workspace, events: ir.Table, steps: list[FunnelStep],
     return ev.select("unit", "person", "bval", *flags, *xflags, "ts", **cols)
 
 
-def _ordered_attempts(ev: ir.Table, n: int, win: float, need_seq: bool, prune: bool) -> ir.Table:
+def _ordered_attempts(ev: ir.Table, n: int, win: float, need_seq: bool) -> ir.Table:
     """One row per step-1 event: the greedy chain (each step's first event after the previous step).
 
     `_Tk` is the time of the first step-k event after each row. The chain hops through steps 2..k-1:
     "X at the first step-j event after this row" is min(X over later step-j rows) because X only grows
     along the order, so step k needs k-2 further window passes (none for step 2) and no joins.
-    With `prune`, a step-1 event followed by another step-1 event before any step-2 event is dropped:
-    the later one has the same chain in a later window, so it is always the better attempt. The
-    earliest step-1 events stay: they are the best attempt of a unit that never gets past step 1.
+    Every step-1 event stays an attempt: dropping the ones a later step-1 event dominates took three more
+    frame aggregates than it saved (1M customers / 12.5M step events: 13.0 s with it, 11.3 s without).
     """
     a = ev
     if not need_seq:  # the hops only look at step 1..n-1 events (step n's time is already in `_Tn`)
@@ -279,15 +278,8 @@ def _ordered_attempts(ev: ir.Table, n: int, win: float, need_seq: bool, prune: b
         a = ev.filter(keep)
     after = ibis.window(group_by=a.unit, order_by=a.seq, rows=(1, None))
     pending: dict[str, Any] = {}  # columns computed in the next window pass
-    if prune:
-        pending["_P1"] = a.seq.min(where=a.m1 & ~a.m2).over(after)
-        pending["_P2"] = a.seq.min(where=a.m2).over(after)
-        upto = ibis.window(group_by=a.unit, order_by=a.seq, preceding=None, following=0)
-        pending["_F1"] = a.ts.min(where=a.m1).over(upto)
     if need_seq:
-        pending.update({f"_N{k}": a.seq.min(where=a[f"m{k}"]).over(after) for k in range(2, n + 1)})
-        a = a.mutate(**pending)
-        pending = {}
+        a = a.mutate(**{f"_N{k}": a.seq.min(where=a[f"m{k}"]).over(after) for k in range(2, n + 1)})
     for hop in range(1, n - 1):
         for k in range(hop + 2, n + 1):
             j = k - hop
@@ -296,11 +288,7 @@ def _ordered_attempts(ev: ir.Table, n: int, win: float, need_seq: bool, prune: b
                 pending[f"_N{k}"] = a[f"_N{k}"].min(where=a[f"m{j}"]).over(after)
         a = a.mutate(**pending)
         pending = {}
-    if pending:
-        a = a.mutate(**pending)
     att = a.filter(a.m1)
-    if prune:
-        att = att.filter(att._P1.isnull() | (att._P2.notnull() & (att._P2 < att._P1)) | (att.ts == att._F1))
     cols: dict[str, Any] = {"unit": att.unit, "aseq": att.seq, "a_ts": att.ts, "s1": att.seq, "t1": att.ts}
     ok = ibis.literal(True)
     for k in range(2, n + 1):
@@ -452,7 +440,7 @@ def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, w
     elif order == "unordered":
         att = _unordered_attempts(ev, n, win)
     else:
-        att = _ordered_attempts(ev, n, win, need_seq, prune=not exclusions)
+        att = _ordered_attempts(ev, n, win, need_seq)
     if exclusions:
         att = _mark_exclusions(att, ev, exclusions, win)
     else:
