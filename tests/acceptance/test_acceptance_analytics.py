@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-import custlens
-
 FULL = {"date_from": "2023-01-01", "date_to": "2024-12-31"}
-
-
-@pytest.fixture(scope="module")
-def truth(demo_ws):
-    return json.loads((demo_ws.data_dir / "truth.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture
-def w(demo_ws):
-    ws = custlens.open(demo_ws.workspace)
-    yield ws
-    ws.close()
 
 
 def test_rfm_segment_shares_match_truth(w, truth):

@@ -4,22 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-import custlens
 from custlens.privacy.scan import scan_warehouse
-
-
-@pytest.fixture(scope="module")
-def truth(demo_ws):
-    return json.loads((demo_ws.data_dir / "truth.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture
-def w(demo_ws):
-    ws = custlens.open(demo_ws.workspace)
-    yield ws
-    ws.close()
 
 
 def test_every_load_accounts_for_each_input_row(w, demo_ws):

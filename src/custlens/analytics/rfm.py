@@ -243,14 +243,14 @@ class RFMResult(Result):
     grid: Any = None
     name: str = "rfm"
     lang: str = "zh"
-    expr: Any = field(default=None, repr=False, compare=False)  # the per-customer Ibis expression
-    snap: Any = field(default=None, repr=False, compare=False)  # keeps the engine snapshot alive
+    snap: Any = field(default=None, repr=False, compare=False)  # the engine snapshot of the per-customer scores
 
     @property
     def customers(self) -> pd.DataFrame:
         cached = self.__dict__.get("_customers")
         if cached is None:
-            cached = _normalize_customers(frame(self.expr)) if self.expr is not None else pd.DataFrame()
+            cached = (_normalize_customers(frame(_labelled(self.snap, self.params["bins"])))
+                      if self.snap is not None else pd.DataFrame())
             object.__setattr__(self, "_customers", cached)
         return cached
 
@@ -375,8 +375,7 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     }
     params = {"as_of": as_of_d.isoformat(), "bins": bins, "method": method, "thresholds": thresholds,
               "high_low": high_low, "date_from": str(parse_date(date_from)) if date_from else None}
-    return RFMResult(table=table, params=params, summary=summary, grid=_grid(roll, bins), lang=lang, expr=expr,
-                     snap=snap)
+    return RFMResult(table=table, params=params, summary=summary, grid=_grid(roll, bins), lang=lang, snap=snap)
 
 
 @dataclass(frozen=True)

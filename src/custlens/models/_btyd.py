@@ -258,12 +258,12 @@ def aggregate(*cols: Array) -> tuple[list[Array], Array]:
 
 
 def fit_mle(ll: Callable[..., Array], data: list[Array], weights: Array, x0: Array,
-            penalizer: float = 0.0, grad: Callable[..., Array] | None = None,
+            penalizer: float = 0.0,
             value_grad: Callable[[Array], tuple[float, Array]] | None = None) -> tuple[Array, float]:
     """Maximize the weighted log-likelihood over log-parameters with L-BFGS-B.
 
-    With an analytic gradient (per-row `grad`, or a fused `value_grad(params) -> (total LL, gradient)`)
-    that is the whole fit; without one, a short Nelder-Mead polish follows because numerical
+    With an analytic gradient (`value_grad(params) -> (total weighted LL, its gradient)`) that is the
+    whole fit; without one, a short Nelder-Mead polish follows because numerical
     gradients leave the last digits to chance. Returns (natural parameters, total weighted
     log-likelihood at them, without the penalty).
     """
@@ -276,10 +276,6 @@ def fit_mle(ll: Callable[..., Array], data: list[Array], weights: Array, x0: Arr
         if not np.isfinite(val):
             return 1e30
         return val + penalizer * float((params**2).sum())
-
-    if value_grad is None and grad is not None:
-        def value_grad(params: Array) -> tuple[float, Array]:
-            return float((weights * ll(*params, *data)).sum()), (grad(*params, *data) * weights).sum(axis=1)
 
     def objective_grad(logp: Array) -> tuple[float, Array]:
         params = np.exp(np.clip(logp, -30, 30))

@@ -229,7 +229,6 @@ class _TransactionModel:
 
     _names: ClassVar[tuple[str, ...]] = ()
     _label: ClassVar[str] = ""
-    _grad: ClassVar[Any] = None
     _objective: ClassVar[Any] = None  # fused (data, weights) -> f(params) -> (total LL, gradient)
 
     def __init__(self, penalizer: float = 0.0) -> None:
@@ -264,8 +263,7 @@ class _TransactionModel:
             raise DataError(t("clv.err.empty", None, as_of="—"), where="summary", fix=t("clv.err.empty.fix"))
         data, w = _btyd.aggregate(x, t_x, T)
         vg = type(self)._objective(*data, w) if type(self)._objective is not None else None
-        p, ll = _btyd.fit_mle(self._ll, data, w, np.ones(len(self._names)), self.penalizer, grad=self._grad,
-                              value_grad=vg)
+        p, ll = _btyd.fit_mle(self._ll, data, w, np.ones(len(self._names)), self.penalizer, value_grad=vg)
         se = _btyd.standard_errors(self._ll, p, data, w, value_grad=vg)
         self.params_ = {k: float(v) for k, v in zip(self._names, p, strict=True)}
         self.log_likelihood_ = ll
@@ -307,7 +305,6 @@ class BetaGeo(_TransactionModel):
     _names = ("r", "alpha", "a", "b")
     _label = "BG/NBD"
     _ll = staticmethod(_btyd.bgnbd_ll)
-    _grad = staticmethod(_btyd.bgnbd_ll_grad)
     _objective = staticmethod(_btyd.bgnbd_objective)
 
     def _conditional(self, t: Any, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:

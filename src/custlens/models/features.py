@@ -280,8 +280,9 @@ def record_run(ws: Workspace, model: str, params: dict[str, Any], metrics: dict[
     values = [run_id, model, datetime.now(), json.dumps(params, default=_json_default, ensure_ascii=False),
               json.dumps(metrics, default=_json_default, ensure_ascii=False), int(n_train), int(n_test)]
     if ws.config.engine.kind != "duckdb":  # Spark: append through the engine (the table is rewritten, it is tiny)
-        schema = ibis.schema({"run_id": "string", "model": "string", "created_at": "timestamp", "params": "string",
-                              "metrics": "string", "n_train": "int64", "n_test": "int64"})
+        from ibis.backends.sql.datatypes import DuckDBType  # noqa: PLC0415
+
+        schema = ibis.schema({c: DuckDBType.from_string(t_) for c, t_ in MODEL_RUNS.items()})
         row = ibis.memtable(pd.DataFrame([values], columns=list(MODEL_RUNS)), schema=schema)
         expr = ws.raw_table("model_runs").cast(schema).union(row) if ws.has_table("model_runs") else row
         ws.materialize("model_runs", expr)

@@ -19,7 +19,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import APIRouter, Request
@@ -31,6 +30,7 @@ from custlens.server.spool import Spool, SpoolFull
 from custlens.server.writer import (
     ID_FIELDS,
     Writer,
+    _zone,
     active_keys,
     committed_offset,
     ensure_collect_tables,
@@ -101,16 +101,6 @@ class Invalid(Exception):
 
     def text(self, lang: str | None) -> str:
         return t(f"collect.err.{self.code}", lang, **self.params)
-
-
-_TZ: dict[str, ZoneInfo] = {}
-
-
-def _zone(tz: str) -> ZoneInfo:
-    z = _TZ.get(tz)
-    if z is None:
-        z = _TZ[tz] = ZoneInfo(tz)
-    return z
 
 
 class _Clock:
@@ -630,9 +620,7 @@ def replay_bad(ws: Any, *, limit: int | None = None) -> dict[str, int]:
     q = "SELECT bad_id, received_at, write_key_name, kind, raw FROM events_bad ORDER BY received_at"
     rows = con.execute(q + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
     now = datetime.now(UTC)
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
-
-    tz = ZoneInfo(ws.config.timezone)
+    tz = _zone(ws.config.timezone)
     moved: list[bytes] = []
     still = 0
     for bad_id, received_at, key_name, kind, raw in rows:
