@@ -14,8 +14,11 @@ import random
 import statistics
 from datetime import datetime, timedelta
 
+import pandas as pd
 import pytest
 
+from custlens.analytics import _funnel_fast
+from custlens.analytics import funnel as funnel_mod
 from custlens.analytics.funnel import funnel
 
 T0 = datetime(2024, 3, 1)
@@ -72,7 +75,9 @@ def _reference(rows, steps, win):
     (4, ["cart", "view", "cart"], 86400),
     (5, ["view", "pay", "done", "cart"], 7 * 86400),
 ])
-def test_ordered_funnel_matches_brute_force(ws, seed, steps, window):
+@pytest.mark.parametrize("path", ["sorted", "windows"])
+def test_ordered_funnel_matches_brute_force(ws, monkeypatch, seed, steps, window, path):
+    monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", path == "windows")
     rows = _stream(seed)
     ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time) VALUES (?, ?, ?, ?)",
                         [(e, u, ev, T0 + timedelta(seconds=t)) for e, u, ev, t in rows])
@@ -88,3 +93,42 @@ def test_ordered_funnel_matches_brute_force(ws, seed, steps, window):
         else:
             assert got_mean == pytest.approx(means[k - 1], rel=1e-9)
             assert got_median == pytest.approx(medians[k - 1], rel=1e-9)
+
+
+def _tables(res):
+    out = {"": res.table}
+    out.update(res.breakdowns)
+    return {k: v.drop(columns=["step"]).round(9) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("attribution", ["first_touch", "last_touch", "step:2", "all_events"])
+def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, attribution):
+    """The one-sort path against the window path where their orders could part: events tied on
+    (person, time, lowest step) that differ in a breakdown value or in a filtered step's match (the
+    sorted path must then order them by event id, as the window path does)."""
+    rnd = random.Random(7)
+    rows = []
+    for eid, user, event, t in _stream(11, persons=200):
+        rows.append((eid, user, event, T0 + timedelta(seconds=t), rnd.choice(["app", "web", "mini"])))
+    ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time, platform) VALUES (?, ?, ?, ?, ?)",
+                        rows)
+    steps = ["view", "cart", {"event": "view", "where": {"platform": "app"}}, "done"]
+    resorts = []
+    real = _funnel_fast._sorted_reader
+
+    def spy(*a, **k):
+        resorts.append(k.get("by_eid"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(_funnel_fast, "_sorted_reader", spy)
+    kw = {"window": "2d", "breakdown": "platform", "attribution": attribution, "date_from": "2024-02-01",
+          "date_to": "2024-12-31"}
+    fast = funnel(ws, steps, **kw)
+    assert True in resorts  # the stream has ambiguous ties: the sorted path re-sorted by event id
+    monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", True)
+    slow = funnel(ws, steps, **kw)
+    a, b = _tables(fast), _tables(slow)
+    assert a.keys() == b.keys() and len(a) > 2
+    for k in a:
+        pd.testing.assert_frame_equal(a[k], b[k], check_dtype=False)
+    assert fast.table["count"].iloc[-1] > 0

@@ -7,10 +7,19 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from custlens.analytics import funnel as funnel_mod
 from custlens.analytics.funnel import funnel
 from custlens.errors import CustlensError
 
 T0 = datetime(2024, 3, 1, 10, 0, 0)
+
+
+@pytest.fixture(autouse=True, params=["sorted", "windows"])
+def funnel_path(request, monkeypatch):
+    """Every rule holds on both DuckDB paths: the one-sort path ordered funnels take, and the window
+    path (the definition, which Spark and the other orders use)."""
+    monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", request.param == "windows")
+    return request.param
 
 
 def _ev(ws, rows):
@@ -268,3 +277,17 @@ def test_aggregate_by_session_counts_each_session(ws):
     assert by_person == [2, 1]
     assert by_session.table["count"].tolist() == [3, 1]
     assert by_session.breakdowns["APP"]["count"].tolist() == [3, 1]
+
+
+def test_funnel_times_keep_milliseconds(ws):
+    """Sub-second timestamps: 0.5 s then 1.25 s after the first step (DuckDB's epoch carries the
+    fraction; it must not be counted twice)."""
+    rows = [("e1", "a", "view", T0 + timedelta(milliseconds=500)), ("e2", "a", "cart", T0 + timedelta(seconds=1)),
+            ("e3", "a", "order", T0 + timedelta(milliseconds=2250))]
+    ws.duck.executemany("insert into events (event_id, user_id, event, event_time) values (?,?,?,?)", rows)
+    res = funnel(ws, "view,cart,order", window="1d")
+    assert counts(res) == [1, 1, 1]
+    assert list(res.table["median_seconds_to_convert"].iloc[1:]) == [0.5, 1.25]
+    # the window is measured from the first step to the millisecond
+    assert counts(funnel(ws, "view,cart,order", window=timedelta(milliseconds=1750))) == [1, 1, 1]
+    assert counts(funnel(ws, "view,cart,order", window=timedelta(milliseconds=1740))) == [1, 1, 0]

@@ -87,14 +87,19 @@ def filter_range(tbl: ir.Table, col: str, start: date | None, end: date | None) 
 
 
 def seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
-    """Timestamp as float seconds (millisecond precision) for differences and windows."""
-    return ts.epoch_seconds().cast("float64") + ts.millisecond().cast("float64") / 1000.0
+    """Timestamp as float seconds (millisecond precision) for differences and windows.
+
+    Whole seconds are floored first: DuckDB's epoch already carries the fraction (Spark's does not),
+    so adding the milliseconds to it counted them twice."""
+    whole = ts.epoch_seconds().cast("float64").floor().cast("float64")
+    return whole + ts.millisecond().cast("float64") / 1000.0
 
 
 def _blank(val: ir.StringValue) -> ir.BooleanValue:
     """val.strip() == "", trimming only strings whose first character could be whitespace (strip()
-    removes " \t\n\r\v\f", all <= " "), since trimming copies every string."""
-    return (val == "") | ((val.substr(0, 1) <= " ") & (val.strip() == ""))
+    removes " \t\n\r\v\f", all <= " "), since trimming copies every string. A non-empty string
+    starts with a character <= " " exactly when it sorts before "!" (binary order on both engines)."""
+    return (val == "") | ((val < "!") & (val.strip() == ""))
 
 
 def person_expr(tbl: ir.Table) -> ir.StringValue:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import pandas as pd
 
+from custlens.analytics import _funnel_fast as _fast
 from custlens.analytics._time import (
     NONE_LABEL,
     attach_breakdown,
@@ -64,6 +65,7 @@ register({
 ORDERS = ("ordered", "strict", "unordered")
 _BIG_INT = 2**62
 _BIG_F = 1.0e18
+_FORCE_WINDOWS = False  # tests set it to run ordered funnels through the window path on DuckDB too
 
 
 @dataclass(frozen=True)
@@ -223,9 +225,8 @@ def _next_after(state: ir.Table, state_key: ir.Value, events: ir.Table, ev_key: 
 def _prepare_events(ws: Workspace, events: ir.Table, steps: list[FunnelStep],
                     exclusions: list[tuple[str, int, int]], breakdown: str | None, unit_by_value: bool,
                     order: str, start: Any, end: Any) -> ir.Table:
-    """Step (and exclusion) events of each unit in one sort: `seq` is their order (time, lowest step,
-    event_id); in the same window pass, ordered funnels get the time of the next event of each step
-    and strict funnels the next n-1 events."""
+    """Step (and exclusion) events of each unit: flags m1..mn (x1.. for exclusions), the unit, and the
+    keys every path orders them by (time, lowest step, event_id)."""
     n = len(steps)
     ev = filter_range(events, "event_time", start, end)
     if order != "strict":  # strict needs every event (any other event breaks the chain)
@@ -243,8 +244,15 @@ def _prepare_events(ws: Workspace, events: ir.Table, steps: list[FunnelStep],
         ev = ev.filter(anyf)
     unit = (ev.person + ibis.literal("\x1f") + ev.bval) if unit_by_value else ev.person
     minstep = ibis.cases(*[(ev[f"m{i + 1}"], i + 1) for i in range(n)], else_=n + 1)
-    ev = ev.mutate(unit=unit, _minstep=minstep, _eid=ev.event_id.cast("string").coalesce(ibis.literal("")),
-                   ts=seconds(ev.event_time))
+    return ev.mutate(unit=unit, _minstep=minstep, _eid=ev.event_id.cast("string").coalesce(ibis.literal("")),
+                     ts=seconds(ev.event_time))
+
+
+def _sequence(ev: ir.Table, n: int, exclusions: list[tuple[str, int, int]], order: str) -> ir.Table:
+    """`seq`, each step event's place in its unit's order, in one window pass that also gives ordered
+    funnels the time of the next event of each step and strict funnels the next n-1 events."""
+    flags = [f"m{i + 1}" for i in range(n)]
+    xflags = [f"x{j + 1}" for j in range(len(exclusions))]
     keys = [ev.event_time, ev._minstep, ev._eid]
     w = ibis.window(group_by=ev.unit, order_by=keys)
     cols: dict[str, Any] = {"seq": ibis.row_number().over(w)}
@@ -392,7 +400,7 @@ def _best_attempts(att: ir.Table, n: int, exclusions: bool) -> ir.Table:
     return att.filter(att._rn == 0).drop("_rn", "_mc", "_mx")
 
 
-def _aggregate(best: ir.Table, n: int, by: str | None) -> pd.DataFrame:
+def _aggregate(ws: Workspace, best: ir.Table, n: int, by: str | None) -> pd.DataFrame:
     aggs: dict[str, Any] = {}
     for k in range(1, n + 1):
         aggs[f"c{k}"] = (best.reached >= k).cast("int64").sum()
@@ -403,7 +411,7 @@ def _aggregate(best: ir.Table, n: int, by: str | None) -> pd.DataFrame:
             aggs[f"avg{k}"] = dpos.mean()
             aggs[f"med{k}"] = dpos.median()
     q = best.group_by(by).aggregate(**aggs) if by else best.aggregate(**aggs)
-    return q.execute()
+    return ws.con.execute(q)
 
 
 def _steps_frame(row: dict[str, Any], steps: list[FunnelStep]) -> pd.DataFrame:
@@ -435,6 +443,9 @@ def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, w
     by_value = breakdown is not None and attr[0] == "all_events"
     need_seq = breakdown is not None and attr[0] != "all_events"  # attribution looks events up by seq
     ev = _prepare_events(ws, events, steps, exclusions, breakdown, by_value, order, start, end)
+    if order == "ordered" and not exclusions and _fast.available(ws, n) and not _FORCE_WINDOWS:
+        return _fast.best_attempts(ws, ev, n, win, None if breakdown is None else attr)
+    ev = _sequence(ev, n, exclusions, order)
     if order == "strict":
         att = _strict_attempts(ev, n, win)
     elif order == "unordered":
@@ -504,16 +515,16 @@ def funnel(ws: Workspace, steps: Any, *, window: str | float = "14d", order: str
     breakdowns: dict[str, pd.DataFrame] = {}
     if breakdown is None or attr[0] == "all_events":
         best = _run(ws, events, parsed, order, win, excl, None, attr, start, end)
-        overall = _steps_frame(_first_row(_aggregate(best, n, None)), parsed)
+        overall = _steps_frame(_first_row(_aggregate(ws, best, n, None)), parsed)
         if breakdown is not None:
             bbest = _run(ws, events, parsed, order, win, excl, breakdown, attr, start, end)
-            agg = _aggregate(bbest, n, "bval")
+            agg = _aggregate(ws, bbest, n, "bval")
     else:
         # attribution only labels each person's best attempt: one run gives both tables
         bbest = _run(ws, events, parsed, order, win, excl, breakdown, attr, start, end)
         with materialized(ws, bbest) as cached:
-            overall = _steps_frame(_first_row(_aggregate(cached, n, None)), parsed)
-            agg = _aggregate(cached, n, "bval")
+            overall = _steps_frame(_first_row(_aggregate(ws, cached, n, None)), parsed)
+            agg = _aggregate(ws, cached, n, "bval")
     if breakdown is not None:
         agg = agg.assign(_key=agg["bval"].astype(str)).sort_values(["c1", "_key"], ascending=[False, True],
                                                                     kind="stable")
