@@ -34,6 +34,7 @@ from custlens.analytics.base import (
     period_end,
     period_start,
     person_id,
+    person_key,
     safe_div,
     shift,
     snapshot,
@@ -127,7 +128,7 @@ def _activity_frames(src: Any, ext: date, date_to: date, breakdown: str | None,
     # One pass over the events to the distinct (day, breakdown, person) rows — ~3 per person-day fewer than
     # events — then each grain counts from those. DuckDB runs DISTINCT-then-COUNT as parallel hash
     # aggregates, several times faster than COUNT(DISTINCT) per group on tens of millions of events.
-    days = e.select(day=period_start(e.event_time, "day"), breakdown=e.breakdown, pid=e._pid).distinct()
+    days = e.select(day=period_start(e.event_time, "day"), breakdown=e.breakdown, pid=person_key(e, e._pid)).distinct()
     if len(grains) > 1:
         days = snapshot(days)
     out = {}
