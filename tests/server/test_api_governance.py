@@ -81,8 +81,15 @@ def test_regional_row_filter(srv: Server) -> None:
     with srv.client("ana") as a:
         outside = [r for r in a.get("/api/v1/customers", params={"limit": 100}).json()["rows"]
                    if r["province"] != "广东"][0]["user_id"]
+        inside = [r["user_id"] for r in a.get("/api/v1/customers", params={"limit": 100}).json()["rows"]
+                  if r["province"] == "广东"][:3]
+        seen_by_analyst = {u: a.get(f"/api/v1/customers/{u}").json() for u in inside}
     with srv.client("reg") as c:
         assert c.get(f"/api/v1/customers/{outside}").status_code == 404
+        for u, want in seen_by_analyst.items():  # a visible customer: the same view as the unfiltered role's
+            got = c.get(f"/api/v1/customers/{u}").json()
+            assert got["timeline"] and got["timeline"] == want["timeline"]
+            assert (got["profile"], got["tags"], got["members"]) == (want["profile"], want["tags"], want["members"])
 
 
 def test_aggregates_only_and_role_refusals(srv: Server) -> None:

@@ -28,6 +28,29 @@ class Governance:
     user: User
     accessed: dict[str, set[str]] = field(default_factory=dict)
     aggregating: int = 0
+    deferred_row_filter: int = 0  # > 0 only inside keyed_lookup()
+
+    def customers_filter(self, ws: Workspace) -> ir.Table | None:
+        """The customers this user may see (row filters applied, masked), or None when no row filter limits them."""
+        if not ws.has_table("customers"):
+            return None
+        cust = ws.con.table("customers")
+        ce = effective(ws, self.user.roles, "customers", list(cust.columns))
+        if not ce.row_filters:
+            return None
+        return governed(cust, ce, self.user.attributes, table_name="customers")
+
+    @contextlib.contextmanager
+    def keyed_lookup(self) -> Iterator[None]:
+        """Build user-keyed tables without the customers row filter's semi-join, for a caller that reads them
+        only for ids it has itself checked against `customers_filter` (the customer-360 view: one point check
+        instead of a join against every visible customer in each of its queries). Masking and each table's
+        own row filters still apply."""
+        self.deferred_row_filter += 1
+        try:
+            yield
+        finally:
+            self.deferred_row_filter -= 1
 
     def table(self, ws: Workspace, name: str) -> ir.Table:
         raw = ws.read_table(name)
@@ -36,10 +59,8 @@ class Governance:
             raise PermissionDenied(t("policy.aggregates_only", None, roles=",".join(self.user.roles)),
                                    fix="run an analysis (aggregated results) instead of reading rows")
         cust_filter = None
-        if name != "customers" and "user_id" in raw.columns and ws.has_table("customers"):
-            ce = effective(ws, self.user.roles, "customers", list(ws.con.table("customers").columns))
-            if ce.row_filters:
-                cust_filter = governed(ws.con.table("customers"), ce, self.user.attributes, table_name="customers")
+        if name != "customers" and "user_id" in raw.columns and not self.deferred_row_filter:
+            cust_filter = self.customers_filter(ws)
         out = governed(raw, eff, self.user.attributes, cust_filter, table_name=name)
         if name not in self.accessed and not name.startswith("audit"):
             # audited on first access, before any data flows: if the record fails, the read is refused

@@ -533,6 +533,7 @@ class Plan360:
     """The 360 view's governed SQL for one role set; queries take $uid, $ids (and $n for the timeline)."""
 
     identity: tuple[str, str] | None  # the requested id's person; user_id, person_id of everyone sharing it
+    visible: str | None  # which of $ids the customers row filter lets this user see (None: no row filter)
     profile: str
     tags: str | None
     timeline: str | None  # kind, time, payload (JSON of the kept columns), newest $n per table
@@ -550,13 +551,30 @@ def _gov_sql(tb: Any) -> str:
 
 def _plan_360(ctx: Ctx) -> Plan360:
     """Build (once per role set, attributes and write generation) the governed 360 queries."""
-    from custlens.ops.archive import VIEW_SUFFIX  # noqa: PLC0415
-
     key = role_key(ctx)
     plan = _PLANS.get(key)
     if plan is not None:
         return plan
     gen = _WRITES["gen"]
+    gov = ctx.ws.gov
+    allowed = gov.customers_filter(ctx.ws) if gov is not None else None
+    visible = None
+    if allowed is not None:
+        # A row filter on customers: check the person's ids against it once, then read each user-keyed table
+        # for the visible ids only, instead of a semi-join against every visible customer in every query.
+        visible = f"SELECT g.user_id FROM ({_gov_sql(allowed)}) AS g WHERE g.user_id = ANY($ids)"
+        with gov.keyed_lookup():
+            plan = _plan_360_tables(ctx, visible)
+    else:
+        plan = _plan_360_tables(ctx, None)
+    if _WRITES["gen"] == gen:
+        _PLANS[key] = plan
+    return plan
+
+
+def _plan_360_tables(ctx: Ctx, visible: str | None) -> Plan360:
+    from custlens.ops.archive import VIEW_SUFFIX  # noqa: PLC0415
+
     prof = _profile(ctx)  # refuses aggregates-only roles and roles without a grant, as every read does
     read: dict[str, set[str]] = {"customer_profile": set(prof.columns)}
     identity = None
@@ -599,10 +617,8 @@ def _plan_360(ctx: Ctx) -> Plan360:
     timeline = " UNION ALL ".join(parts) if parts else None
     sqls = " ".join(q for q in (*(identity or ()), profile, tags, timeline) if q)
     archived = tuple(tn for tn in read if f'"{tn}{VIEW_SUFFIX}"' in sqls)
-    plan = Plan360(identity=identity, profile=profile, tags=tags, timeline=timeline, read=read, archived=archived)
-    if _WRITES["gen"] == gen:
-        _PLANS[key] = plan
-    return plan
+    return Plan360(identity=identity, visible=visible, profile=profile, tags=tags, timeline=timeline, read=read,
+                   archived=archived)
 
 
 def _run_360(ctx: Ctx, plan: Plan360, user_id: str, n: int
@@ -642,6 +658,11 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
         if m:
             person = str(m[0][1])
             members = sorted({str(r[0]) for r in m} | {person})
+    if plan.visible is not None:  # the row filter, checked once: what it hides is not found / not a member
+        seen = {r[0] for r in cur.execute(plan.visible, {"ids": sorted({user_id, *members})}).fetchall()}
+        if user_id not in seen or person not in seen:
+            return user_id, [user_id], None, [], []
+        members = [x for x in members if x in seen]
     cur.execute(plan.profile, {"uid": person})
     names = [d[0] for d in cur.description]
     r = cur.fetchone()
