@@ -52,10 +52,30 @@ def workspace(size: str) -> Path:
     return root / "ws"
 
 
-def _measure(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+REPEAT_UNDER_S = 20.0  # runs shorter than this are repeated (best of 3), as every implementation is
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[list[float], Any]:
+    """Every run's seconds and the first result: one run, and two more when it took under REPEAT_UNDER_S.
+
+    The first run pays for cold caches (DuckDB's buffer pool, the OS page cache, first allocations, which
+    are slow on this VM); the best run is what a warm server or notebook sees. Both are reported."""
+    times, out = [], None
+    for i in range(3):
+        t0 = time.perf_counter()
+        res = fn()
+        times.append(time.perf_counter() - t0)
+        if i == 0:
+            out = res
+        if times[0] >= REPEAT_UNDER_S:
+            break
+    return times, out
+
+
+def _runs_note(times: list[float]) -> str:
+    if len(times) == 1:
+        return "one run"
+    return f"best of {len(times)}; first run {times[0]:.2f} s"
 
 
 def _peak(fn: Callable[[], Any]) -> float:
@@ -168,10 +188,11 @@ def chdb_funnel(raw: Any, folder: Path, n_events: int, case: str, ours: list[int
            f"AS level FROM file('{path}', Parquet) WHERE event_time >= toDateTime64('{D_FROM} 00:00:00', 6, 'UTC') "
            f"AND event_time < toDateTime64('{AS_OF} 00:00:00', 6, 'UTC') + INTERVAL 1 DAY "
            f"AND event IN ({', '.join(repr(s) for s in STEPS)}) GROUP BY person) SETTINGS session_timezone = 'UTC'")
-    sec, res = _measure(lambda: chdb.query(sql, "CSV"))
+    times, res = _timed(lambda: chdb.query(sql, "CSV"))
     theirs = [int(x) for x in res.data().strip().split(",")]
     same = "same counts as custlens" if theirs == ours else f"custlens {'/'.join(map(str, ours))}"
-    return {**row, "seconds": sec, "note": f"counts {'/'.join(map(str, theirs))} ({same}); chdb {chdb.__version__}"}
+    return {**row, "seconds": min(times), "note": f"counts {'/'.join(map(str, theirs))} ({same}); chdb "
+            f"{chdb.__version__}; {_runs_note(times)}"}
 
 
 def run(size: str) -> list[dict]:
@@ -196,9 +217,10 @@ def run(size: str) -> list[dict]:
         return raw.execute(sql).to_arrow_table()
 
     def add(case: str, impl: str, fn: Callable[[], Any], rows: int, note: str = "", peak: bool = False) -> Any:
-        sec, res = _measure(fn)
-        out.append({"suite": "analytics", "case": case, "impl": impl, "seconds": sec, "rows": rows, "note": note,
-                    "peak_mb": _peak(fn) if peak else None})
+        times, res = _timed(fn)
+        note = "; ".join(x for x in (note, _runs_note(times)) if x)
+        out.append({"suite": "analytics", "case": case, "impl": impl, "seconds": min(times), "rows": rows,
+                    "note": note, "peak_mb": _peak(fn) if peak else None})
         return res
 
     orders_sql = "SELECT order_id, user_id, order_time, amount, status, channel FROM orders"
@@ -236,7 +258,7 @@ def run(size: str) -> list[dict]:
     ours = add(case, "custlens funnel (DuckDB)", lambda: funnel(ws, ",".join(STEPS), window="7d", date_from=D_FROM,
                                                                 date_to=AS_OF), n_events, peak=True)
     counts = [int(c) for c in ours.table["count"]]
-    out[-1]["note"] = "counts " + "/".join(map(str, counts))
+    out[-1]["note"] = "counts " + "/".join(map(str, counts)) + "; " + out[-1]["note"]
     add(case, "pandas (per-person loop)", lambda: pd_funnel(load(events_sql).to_pandas()), n_events,
         "incl. loading the columns")
     add(case, "Arrow scan floor", lambda: load("SELECT user_id, event, event_time FROM events")

@@ -44,7 +44,9 @@ def render(rows: list[dict], size: str, started: float) -> str:
              + (f" to {when[-1]} (suites run separately; each suite's rows come from one run)" if len(when) > 1 else "")
              + ".",
              "Each case runs its implementations side by side in the same run; *ratio* is time / custlens time "
-             "(above 1 means custlens is faster). Measurements, not tests.", ""]
+             "(above 1 means custlens is faster). In the analytics suite every implementation runs up to three "
+             "times and *seconds* is its best run (runs of 20 s or more run once); the note gives the first, "
+             "cold run. Measurements, not tests.", ""]
     by_suite: dict[str, list[dict]] = {}
     for r in rows:
         by_suite.setdefault(r["suite"], []).append(r)
