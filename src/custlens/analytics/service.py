@@ -16,6 +16,7 @@ from typing import Any
 import ibis.expr.types as ir
 import pandas as pd
 
+from custlens.analytics._time import seconds
 from custlens.analytics.base import (
     as_source,
     check_range,
@@ -80,7 +81,7 @@ class ServiceResult(Result):
 
 
 def _hours(a: ir.TimestampValue, b: ir.TimestampValue) -> ir.FloatingValue:
-    return (b.epoch_seconds().cast("int64") - a.epoch_seconds().cast("int64")).cast("float64") / 3600.0
+    return (seconds(b) - seconds(a)) / 3600.0
 
 
 def _times(tk: ir.Table, by: str) -> pd.DataFrame:

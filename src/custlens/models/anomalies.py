@@ -27,6 +27,7 @@ import pandas as pd
 import typer
 from threadpoolctl import threadpool_limits
 
+from custlens.analytics._time import seconds
 from custlens.cli_common import Format
 from custlens.errors import DataError
 from custlens.i18n import register, t
@@ -75,7 +76,7 @@ def _order_flags(ws: Workspace, end: datetime) -> tuple[pd.DataFrame, pd.DataFra
     o = o.filter(o.order_time < ibis.literal(end))
     st = o.status.lower().strip()
     o = o.mutate(_paid=o.status.isnull() | (st == "paid"), _ref=st == "refunded",
-                 _secs=o.order_time.epoch_seconds().cast("float64"),
+                 _secs=seconds(o.order_time),
                  _lamt=(o.amount.cast("float64").clip(lower=0.01)).ln(),
                  _ch=o.channel.cast("string").fill_null("unknown"))
     paid = o.filter(o._paid)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import pandas as pd
 
+from custlens.analytics._time import seconds
 from custlens.errors import DataError, ValidationError
 from custlens.i18n import has, register, t
 
@@ -135,7 +136,7 @@ def _mode(t_: ir.Table, col: str, name: str) -> ir.Table:
 
 
 def _days(end: ir.Value, ts: ir.Value) -> ir.Value:
-    return (end.epoch_seconds() - ts.epoch_seconds()).cast("float64") / 86400.0
+    return (seconds(end) - seconds(ts)) / 86400.0
 
 
 def customer_features(ws: Workspace, cutoff: date | str, *, include_all: bool = True) -> pd.DataFrame:
