@@ -4,6 +4,7 @@ import os
 import stat
 
 import duckdb
+import numpy as np
 import pytest
 
 import custlens
@@ -88,3 +89,26 @@ def test_optimize_sorts_user_keyed_tables_and_keeps_rows(ws):
     stored = [r[0] for r in ws.duck.execute("SELECT user_id FROM orders").fetchall()]
     assert stored == sorted(stored)
     assert ws.duck.execute("SELECT * FROM orders ORDER BY order_id").fetchall() == before
+
+
+@pytest.mark.parametrize("rows_per_sort", [1, 7, 1000])
+def test_optimize_in_user_id_ranges_keeps_every_row_in_order(ws, rows_per_sort):
+    """Tables larger than rows_per_sort are sorted range by range; the result is the same as one sort."""
+    from datetime import datetime
+
+    from tests.conftest import insert_rows
+
+    rng = np.random.default_rng(rows_per_sort)
+    users = [None if u == 0 else f"U{u:03d}" for u in rng.integers(0, 40, 300)]
+    insert_rows(ws, "events", [{"event_id": f"e{i}", "user_id": u, "anonymous_id": None if u else f"a{i}",
+                                "event": "view", "event_time": datetime(2024, 1, 1 + int(rng.integers(0, 28)),
+                                                                        int(rng.integers(0, 24)))}
+                               for i, u in enumerate(users)])
+    before = ws.duck.execute("SELECT * FROM events ORDER BY event_id").fetchall()
+    assert ws.optimize(("events",), rows_per_sort=rows_per_sort) == {"events": 300}
+    stored = ws.duck.execute("SELECT user_id, event_time FROM events").fetchall()
+    keyed = [r for r in stored if r[0] is not None]
+    assert keyed == sorted(keyed)  # by user, then time
+    assert all(r[0] is None for r in stored[len(keyed):])  # rows without a user id last, none lost
+    assert ws.duck.execute("SELECT * FROM events ORDER BY event_id").fetchall() == before
+    assert [r[0] for r in ws.duck.execute("SHOW TABLES").fetchall()].count("_optimize_events") == 0

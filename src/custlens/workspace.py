@@ -47,6 +47,9 @@ def quote(name: str) -> str:
     return '"' + check_identifier(name) + '"'
 
 
+ROWS_PER_SORT = 60_000_000  # optimize sorts larger tables in user_id ranges of about this many rows
+
+
 @dataclass
 class Workspace:
     """An opened workspace. Use custlens.open(path) or custlens.init(path) to get one."""
@@ -202,11 +205,16 @@ class Workspace:
         sql = ibis.to_sql(expr, dialect="duckdb")
         self.duck.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS {sql}")
 
-    def optimize(self, tables: tuple[str, ...] = ("events", "orders", "tickets", "feedback", "customers")) -> dict:
+    def optimize(self, tables: tuple[str, ...] = ("events", "orders", "tickets", "feedback", "customers"),
+                 *, rows_per_sort: int = ROWS_PER_SORT) -> dict:
         """Store user-keyed tables sorted by user_id (then time), so one customer's rows are a point read.
 
         DuckDB keeps min/max per row group; sorted data lets a `WHERE user_id = ?` skip almost all of
         them (the customer-360 lookup at millions of customers). Returns rows per table rewritten.
+
+        A table of more than `rows_per_sort` rows is rewritten in user_id ranges (bounds from a sample),
+        each sorted and appended in order: the sort's spill to disk is one range, not the whole table
+        (sorting 232M events at once needed more than 30 GB of temporary files). One transaction per table.
         """
         from custlens.model.schema import TABLES  # noqa: PLC0415
 
@@ -218,9 +226,28 @@ class Workspace:
                 continue
             order = ["user_id"] + ([TABLES[name].time_column] if name in TABLES and TABLES[name].time_column else [])
             cols = ", ".join(quote(c) for c in order)
+            t = quote(name)
             with self.transaction() as con:
-                con.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {quote(name)} ORDER BY {cols}")
-                done[name] = int(con.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()[0])
+                n = int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                bounds = _range_bounds(con, t, -(-n // max(rows_per_sort, 1))) if n > rows_per_sort else []
+                if not bounds:
+                    con.execute(f"CREATE OR REPLACE TABLE {t} AS SELECT * FROM {t} ORDER BY {cols}")
+                else:
+                    tmp = quote(f"_optimize_{name}")
+                    con.execute(f"CREATE OR REPLACE TABLE {tmp} AS SELECT * FROM {t} LIMIT 0")
+                    edges = [None, *bounds, None]
+                    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+                        cond = " AND ".join([*(["user_id >= ?"] if lo is not None else []),
+                                             *(["user_id < ?"] if hi is not None else [])])
+                        con.execute(f"INSERT INTO {tmp} SELECT * FROM {t} WHERE {cond} ORDER BY {cols}",
+                                    [x for x in (lo, hi) if x is not None])
+                    con.execute(f"INSERT INTO {tmp} SELECT * FROM {t} WHERE user_id IS NULL ORDER BY {cols}")
+                    con.execute(f"DROP TABLE {t}")
+                    con.execute(f"ALTER TABLE {tmp} RENAME TO {t}")
+                done[name] = int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                if done[name] != n:  # every row is in exactly one range or the NULL pass
+                    raise WorkspaceError(f"optimize rewrote {done[name]:,} of {n:,} rows of {name}",
+                                         where=f"table {name}", fix="nothing was changed; report this as a bug")
         return done
 
     def compact(self) -> None:
@@ -264,6 +291,16 @@ _DUCK_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "boo
 
 def duck_type(t: str) -> str:
     return _DUCK_TYPES.get(t, t)
+
+
+def _range_bounds(con: duckdb.DuckDBPyConnection, table: str, parts: int) -> list[str]:
+    """Up to parts-1 increasing user_id values splitting `table` into ranges of similar size (from a sample)."""
+    rows = con.execute(f"SELECT user_id FROM {table} WHERE user_id IS NOT NULL "
+                       "USING SAMPLE reservoir(100000 ROWS) REPEATABLE (7)").fetchall()
+    ids = sorted(r[0] for r in rows)
+    if parts < 2 or not ids:
+        return []
+    return sorted({ids[len(ids) * k // parts] for k in range(1, parts)})
 
 
 def _connect_duckdb(path: Path, *, read_only: bool = False, memory_limit: str = "", threads: int = 0) -> Any:
