@@ -3,7 +3,8 @@ fresh subprocess so its peak memory (max RSS) is its own.
 
 Sizes: S = 50k customers, M = 1M, L = 5M (`python bench/run.py --size M --only pipeline` on a quiet machine).
 L starts from the analytics suite's replicated warehouse (M's copied 5 times) and times clean, optimize, profile
-and report on a copy of it; generation, ingest and the models are measured up to M.
+and report on a copy of it (with `[engine] memory_limit` set from BENCH_MEMORY_LIMIT when given); generation,
+ingest and the models are measured up to M.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def run(size: str) -> list[dict]:
     stages = STAGES
     if size in ba.REPLICATE:  # L: start from the analytics suite's replicated warehouse (see bench_analytics)
         shutil.copytree(ba.workspace(size), root / "ws")
+        if limit := os.environ.get("BENCH_MEMORY_LIMIT"):  # e.g. 12GB: what half of RAM costs and saves
+            toml = root / "ws" / "custlens.toml"
+            toml.write_text(toml.read_text().replace('# memory_limit = "8GB"', f'memory_limit = "{limit}"'))
         (root / "data").mkdir()
         stages = tuple(s for s in STAGES if s not in ("generate", "ingest", "models"))
         rows.append({"suite": "pipeline", "case": f"generate, ingest and models, {n:,} customers", "impl": "custlens",
@@ -109,7 +113,9 @@ def run(size: str) -> list[dict]:
             note = r.get("note", "")
             if stage == "ingest" and r.get("seconds") and r.get("rows"):
                 note = f"{r['rows'] / r['seconds']:,.0f} rows/s" + (f"; {note}" if note else "")
-            rows.append({"suite": "pipeline", "case": f"{stage}, {n:,} customers", "impl": "custlens",
+            limit = os.environ.get("BENCH_MEMORY_LIMIT") if size in ba.REPLICATE else None
+            impl = f"custlens, memory_limit {limit}" if limit else "custlens"
+            rows.append({"suite": "pipeline", "case": f"{stage}, {n:,} customers", "impl": impl,
                          "seconds": r.get("seconds"), "peak_mb": r.get("peak_mb"), "rows": r.get("rows"),
                          "note": note})
             if r.get("seconds") is None:
