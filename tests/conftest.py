@@ -11,6 +11,18 @@ import custlens
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cli_state():
+    """The CLI's global options (-w, --as, --lang) live in a module-level State for one process; CliRunner
+    invocations share it, so a test's -w must not leak into a later test's CUSTLENS_WORKSPACE."""
+    from custlens.cli import State, state
+
+    yield
+    fresh = State()
+    for k in vars(fresh):
+        setattr(state, k, getattr(fresh, k))
+
+
 @pytest.fixture
 def ws(tmp_path: Path):
     """A fresh workspace with the canonical tables, closed after the test."""
