@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import ibis
+import numpy as np
 import pandas as pd
 
 from custlens.analytics.base import (
@@ -33,7 +35,6 @@ from custlens.analytics.base import (
     parse_date,
     period_end,
     period_start,
-    person_id,
     person_key,
     safe_div,
     shift,
@@ -118,24 +119,96 @@ def _order_frame(src: Any, ext: date, date_to: date, grain: str, breakdown: str 
     return frame(agg)
 
 
+WORD = 63  # period bits per BIGINT mask word: DuckDB raises on a signed shift into bit 63
+CHUNK = 1 << 20  # mask rows unpacked at a time (64 bytes of bits each)
+
+
+def _bitmask_counts(days: Any, grains: list[str], ext: date, date_to: date,
+                    by_breakdown: bool) -> dict[str, pd.DataFrame] | None:
+    """Distinct persons per week and/or month from the (day, [breakdown], person) snapshot, on DuckDB.
+
+    One hash aggregate per person (and breakdown value) ORs a bit per active period into BIGINT words (all
+    grains at once), and numpy counts the set bits per period: ~0.6 s for weeks and months at 46M events,
+    where a DISTINCT per grain over the 14M-row snapshot took ~0.8 s each. The DISTINCT path (below) stays
+    the definition and is what Spark runs; the tests compare the two. None when the snapshot is not a
+    DuckDB table.
+    """
+    backend = days._find_backend()
+    if getattr(backend, "name", "") != "duckdb" or not grains:
+        return None
+    plan = []  # (grain, origin, periods, first word, words)
+    masks = []
+    for g in grains:
+        origin = align(ext, g)
+        if g == "week":
+            idx = f"date_diff('day', DATE '{origin.isoformat()}', day) // 7"
+            n_periods = (align(date_to, g) - origin).days // 7 + 1
+        else:
+            idx = f"date_diff('month', DATE '{origin.isoformat()}', day)"
+            n_periods = (date_to.year - origin.year) * 12 + date_to.month - origin.month + 1
+        words = -(-n_periods // WORD)
+        plan.append((g, origin, n_periods, len(masks), words))
+        masks += [f"bit_or(CASE WHEN {idx} >= {k * WORD} AND {idx} < {(k + 1) * WORD} THEN CAST(1 AS BIGINT) << "
+                  f"({idx} - {k * WORD}) ELSE CAST(0 AS BIGINT) END) AS w{len(masks) + k}" for k in range(words)]
+    bk = ", breakdown" if by_breakdown else ""
+    src = ibis.to_sql(days, dialect="duckdb")
+    tbl = backend.raw_sql(f"SELECT {', '.join(masks)}{bk} FROM ({src}) AS s GROUP BY pid{bk}").to_arrow_table()
+    if by_breakdown:
+        codes, labels = pd.factorize(tbl.column("breakdown").to_pandas())
+    else:
+        codes, labels = np.zeros(tbl.num_rows, dtype=np.int64), ["all"]
+    counts = np.zeros((len(labels), len(masks) * WORD), dtype=np.int64)
+    for k in range(len(masks)):
+        w = np.ascontiguousarray(tbl.column(f"w{k}").to_numpy(), dtype=np.int64).view(np.uint64)
+        for lo in range(0, len(w), CHUNK):
+            bits = np.unpackbits(w[lo:lo + CHUNK].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+            if len(labels) == 1:
+                counts[0, k * WORD:(k + 1) * WORD] += bits.sum(axis=0, dtype=np.int64)[:WORD]
+            else:
+                c = codes[lo:lo + CHUNK]
+                for j in range(len(labels)):
+                    counts[j, k * WORD:(k + 1) * WORD] += bits[c == j].sum(axis=0, dtype=np.int64)[:WORD]
+    out = {}
+    for g, origin, n_periods, first, _ in plan:
+        rows = [(shift(origin, g, i), str(labels[j]), int(counts[j, first * WORD + i]))
+                for j in range(len(labels)) for i in range(n_periods) if counts[j, first * WORD + i]]
+        out[g] = pd.DataFrame(rows, columns=["period", "breakdown", "n"])
+    return out
+
+
 def _activity_frames(src: Any, ext: date, date_to: date, breakdown: str | None,
-                     grains: set[str]) -> dict[str, pd.DataFrame]:
+                     grains: set[str], *, bitmask: bool = True) -> dict[str, pd.DataFrame]:
     e = src.table("events")
     e = e.filter(in_range(e.event_time, ext, date_to))
-    e = e.mutate(_pid=person_id(e))
-    e = e.filter(e._pid.notnull())
-    e = add_breakdown(src, e, breakdown, as_of=date_to)
-    # One pass over the events to the distinct (day, breakdown, person) rows — ~3 per person-day fewer than
+    e = e.filter(e.user_id.notnull() | e.anonymous_id.notnull())  # person_id(e) is not null
+    # One pass over the events to the distinct (day, [breakdown], person) rows — ~3 per person-day fewer than
     # events — then each grain counts from those. DuckDB runs DISTINCT-then-COUNT as parallel hash
     # aggregates, several times faster than COUNT(DISTINCT) per group on tens of millions of events.
-    days = e.select(day=period_start(e.event_time, "day"), breakdown=e.breakdown, pid=person_key(e, e._pid)).distinct()
+    # Without a breakdown the constant is added after counting: a key less in every hash aggregate.
+    keys = ["day", "pid"]
+    if breakdown is not None:
+        e = add_breakdown(src, e, breakdown, as_of=date_to)
+        keys = ["day", "breakdown", "pid"]
+    # person_key(person_id(e)), hashing user_id as it is: the 'anon:' string is built only for anonymous rows
+    pid = ibis.cases((e.user_id.notnull(), person_key(e, e.user_id)),
+                     else_=person_key(e, ibis.literal("anon:") + e.anonymous_id))
+    cols = {"day": period_start(e.event_time, "day"), "pid": pid}
+    if breakdown is not None:
+        cols["breakdown"] = e.breakdown
+    days = e.select(**{k: cols[k] for k in keys}).distinct()
     if len(grains) > 1:
         days = snapshot(days)
-    out = {}
-    for g in sorted(grains):
-        x = days if g == "day" else days.select(day=period_start(days.day, g), breakdown=days.breakdown,
-                                                  pid=days.pid).distinct()
-        out[g] = frame(x.group_by(period=x.day, breakdown=x.breakdown).aggregate(n=x.count()))
+    out: dict[str, pd.DataFrame] = {}
+    if bitmask and len(grains) > 1:  # the snapshot is a table the masks are read from
+        out.update(_bitmask_counts(days, sorted(grains - {"day"}), ext, date_to, breakdown is not None) or {})
+    for g in sorted(grains - set(out)):
+        x = days if g == "day" else days.select(
+            **{k: (period_start(days.day, g) if k == "day" else days[k]) for k in keys}).distinct()
+        n = x.group_by(["day", *keys[1:-1]]).aggregate(n=x.count())
+        n = n.rename(period="day")
+        if breakdown is None:
+            n = n.mutate(breakdown=ibis.literal("all"))
+        out[g] = frame(n.select("period", "breakdown", "n"))
     return out
 
 
