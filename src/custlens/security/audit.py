@@ -93,13 +93,15 @@ def _last_record(ws: Workspace, con: Any) -> tuple[int, str] | None:
     process wrote, `WHERE seq >= hint` reads the table's last row group instead of the whole log; the
     result is always the true newest record (a later one written elsewhere is found too), and without a
     hint or when the hint is ahead of the table (a restore) the whole log is searched."""
+    # max/arg_max rather than ORDER BY seq DESC LIMIT 1: DuckDB plans a top-N of few rows with late
+    # materialization (a second scan joined on rowid), several times slower for this one-row lookup
     hint = _LAST.get(str(ws.warehouse_path))
     if hint is not None:
-        last = con.execute("SELECT seq, hash FROM audit_log WHERE seq >= ? ORDER BY seq DESC LIMIT 1",
-                           [hint]).fetchone()
-        if last is not None:
+        last = con.execute("SELECT max(seq), arg_max(hash, seq) FROM audit_log WHERE seq >= ?", [hint]).fetchone()
+        if last is not None and last[0] is not None:
             return last
-    return con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    last = con.execute("SELECT max(seq), arg_max(hash, seq) FROM audit_log").fetchone()
+    return last if last is not None and last[0] is not None else None
 
 
 def _write_head(ws: Workspace, n: int, head: str) -> None:
