@@ -10,7 +10,7 @@ import pytest
 import custlens
 from custlens.errors import KeyMaterialError, ValidationError, WorkspaceError
 from custlens.model.schema import TABLES
-from custlens.workspace import check_identifier
+from custlens.workspace import check_identifier, open_workspace
 
 
 def test_init_creates_layout_and_canonical_tables(tmp_path):
@@ -112,3 +112,30 @@ def test_optimize_in_user_id_ranges_keeps_every_row_in_order(ws, rows_per_sort):
     assert all(r[0] is None for r in stored[len(keyed):])  # rows without a user id last, none lost
     assert ws.duck.execute("SELECT * FROM events ORDER BY event_id").fetchall() == before
     assert [r[0] for r in ws.duck.execute("SHOW TABLES").fetchall()].count("_optimize_events") == 0
+
+
+def _limit_bytes(con) -> float:
+    value, unit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0].split()
+    return float(value) * {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+
+
+def test_memory_limit_defaults_to_half_of_ram_and_config_wins(tmp_path):
+    with duckdb.connect(":memory:") as fresh:
+        duck_default = _limit_bytes(fresh)  # DuckDB's own default: 80% of the memory it sees
+    ws = custlens.init(tmp_path / "ws")
+    try:
+        assert _limit_bytes(ws.duck) == pytest.approx(duck_default * 0.625, rel=0.01)
+    finally:
+        ws.close()
+    again = open_workspace(tmp_path / "ws")  # a second open in the process must not halve it again
+    try:
+        assert _limit_bytes(again.duck) == pytest.approx(duck_default * 0.625, rel=0.01)
+    finally:
+        again.close()
+    toml = tmp_path / "ws" / "custlens.toml"
+    toml.write_text(toml.read_text().replace('# memory_limit = "8GB"', 'memory_limit = "300MB"'))
+    ws = open_workspace(tmp_path / "ws")
+    try:
+        assert _limit_bytes(ws.duck) == pytest.approx(300e6, rel=0.01)
+    finally:
+        ws.close()

@@ -141,7 +141,7 @@ lang = "zh"
 kind = "duckdb"
 # master = "local[2]"          # Spark master URL
 # table_location = ""          # Spark: folder/URI where tables live as Parquet
-# memory_limit = "8GB"         # DuckDB memory limit (empty = DuckDB default)
+# memory_limit = "8GB"         # DuckDB memory limit (empty = half of RAM; DuckDB's own default is 80%)
 
 [clean]
 # Columns missing less than this share are imputed (mean/mode); more are marked unknown.
