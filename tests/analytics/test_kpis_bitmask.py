@@ -64,3 +64,23 @@ def test_bitmask_path_is_taken_on_duckdb(ws, monkeypatch):
     monkeypatch.setattr("custlens.analytics.kpis._bitmask_counts", spy)
     _activity_frames(ws, date(2019, 1, 1), date(2019, 10, 27), None, {"day", "week", "month"})
     assert calls == [["month", "week"]]
+
+
+def test_snapshot_is_built_unordered_and_the_setting_restored(ws, monkeypatch):
+    from custlens.analytics import kpis as kpis_mod
+
+    ws.duck.executemany("INSERT INTO events (event_id, user_id, anonymous_id, event, event_time, platform) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", _events(6, 300, 500))
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    seen = []
+    real = kpis_mod.snapshot
+
+    def spy(expr):
+        seen.append(ws.duck.execute(setting).fetchone()[0])
+        return real(expr)
+
+    monkeypatch.setattr(kpis_mod, "snapshot", spy)
+    res = kpis_mod.kpis(ws, grain="month", date_from="2019-03-01", date_to="2019-10-27")
+    assert seen == [False]  # the DISTINCT snapshot: a parallel insert
+    assert ws.duck.execute(setting).fetchone()[0] is True  # the session's setting is back
+    assert res.table.mau.sum() > 0

@@ -11,6 +11,8 @@ Aggregation happens in the engine; only per-period (per-day for DAU) counts come
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -119,6 +121,24 @@ def _order_frame(src: Any, ext: date, date_to: date, grain: str, breakdown: str 
     return frame(agg)
 
 
+@contextlib.contextmanager
+def _any_order(expr: Any) -> Iterator[None]:
+    """On DuckDB, build a table without preserving insertion order (a DISTINCT has none): DuckDB then inserts
+    in parallel instead of in order. The KPI snapshot: 22.1 -> 15.1 s at L (70M rows), 3.1 -> 2.3 s at M.
+    Session-scoped (a server request's own cursor) and restored after."""
+    backend = expr._find_backend()
+    if getattr(backend, "name", "") != "duckdb":
+        yield
+        return
+    con = backend.con
+    before = bool(con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0])
+    con.execute("SET SESSION preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute(f"SET SESSION preserve_insertion_order = {'true' if before else 'false'}")
+
+
 WORD = 63  # period bits per BIGINT mask word: DuckDB raises on a signed shift into bit 63
 CHUNK = 1 << 20  # mask rows unpacked at a time (64 bytes of bits each)
 
@@ -197,7 +217,8 @@ def _activity_frames(src: Any, ext: date, date_to: date, breakdown: str | None,
         cols["breakdown"] = e.breakdown
     days = e.select(**{k: cols[k] for k in keys}).distinct()
     if len(grains) > 1:
-        days = snapshot(days)
+        with _any_order(days):
+            days = snapshot(days)
     out: dict[str, pd.DataFrame] = {}
     if bitmask and len(grains) > 1:  # the snapshot is a table the masks are read from
         out.update(_bitmask_counts(days, sorted(grains - {"day"}), ext, date_to, breakdown is not None) or {})

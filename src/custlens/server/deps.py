@@ -232,7 +232,7 @@ def read_cursor(st: ServerState) -> Iterator[Any]:
         # These cursors run point lookups (WHERE user_id = … ORDER BY time DESC LIMIT n). For a top-N or LIMIT
         # of up to 50 rows DuckDB 1.3+ plans late materialization: a second scan of the table joined back on
         # rowid, which here costs 3-4 ms per statement instead of under 1 ms. This session turns it off.
-        cur.execute("SET late_materialization_max_rows = 0")
+        cur.execute("SET SESSION late_materialization_max_rows = 0")
     ok = False
     try:
         yield cur
