@@ -97,9 +97,11 @@ def run(size: str) -> list[dict]:
     root = Path(tempfile.mkdtemp(prefix=f"custlens-bench-pipeline-{size}-"))
     rows: list[dict] = []
     stages = STAGES
+    limit = os.environ.get("BENCH_MEMORY_LIMIT") if size in ba.REPLICATE else None  # e.g. 12GB (size L only)
+    impl = f"custlens, memory_limit {limit}" if limit else "custlens"
     if size in ba.REPLICATE:  # L: start from the analytics suite's replicated warehouse (see bench_analytics)
         shutil.copytree(ba.workspace(size), root / "ws")
-        if limit := os.environ.get("BENCH_MEMORY_LIMIT"):  # e.g. 12GB: what half of RAM costs and saves
+        if limit:  # what a limit below DuckDB's default costs and saves
             toml = root / "ws" / "custlens.toml"
             toml.write_text(toml.read_text().replace('# memory_limit = "8GB"', f'memory_limit = "{limit}"'))
         (root / "data").mkdir()
@@ -113,8 +115,6 @@ def run(size: str) -> list[dict]:
             note = r.get("note", "")
             if stage == "ingest" and r.get("seconds") and r.get("rows"):
                 note = f"{r['rows'] / r['seconds']:,.0f} rows/s" + (f"; {note}" if note else "")
-            limit = os.environ.get("BENCH_MEMORY_LIMIT") if size in ba.REPLICATE else None
-            impl = f"custlens, memory_limit {limit}" if limit else "custlens"
             rows.append({"suite": "pipeline", "case": f"{stage}, {n:,} customers", "impl": impl,
                          "seconds": r.get("seconds"), "peak_mb": r.get("peak_mb"), "rows": r.get("rows"),
                          "note": note})

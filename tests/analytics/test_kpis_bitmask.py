@@ -73,13 +73,14 @@ def test_snapshot_is_built_unordered_and_the_setting_restored(ws, monkeypatch):
                         "VALUES (?, ?, ?, ?, ?, ?)", _events(6, 300, 500))
     setting = "SELECT current_setting('preserve_insertion_order')"
     seen = []
-    real = kpis_mod.snapshot
+    backend = type(ws.con)
+    real = backend._create_cached_table
 
-    def spy(expr):
+    def spy(self, name, expr):  # the engine table behind analytics.base.snapshot
         seen.append(ws.duck.execute(setting).fetchone()[0])
-        return real(expr)
+        return real(self, name, expr)
 
-    monkeypatch.setattr(kpis_mod, "snapshot", spy)
+    monkeypatch.setattr(backend, "_create_cached_table", spy)
     res = kpis_mod.kpis(ws, grain="month", date_from="2019-03-01", date_to="2019-10-27")
     assert seen == [False]  # the DISTINCT snapshot: a parallel insert
     assert ws.duck.execute(setting).fetchone()[0] is True  # the session's setting is back
