@@ -23,13 +23,13 @@ SIZES = {"S": 50_000, "M": 1_000_000, "L": 5_000_000}  # issue 8: M = 1M custome
 _STAGE = textwrap.dedent("""
     import json, resource, sys, time
     from pathlib import Path
-    stage, root, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    stage, root, n, shape = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
     t0 = time.perf_counter()
     rows = None
     note = ""
     if stage == "generate":
         from custlens.demo import generate
-        g = generate(root / "data", customers=n, seed=42)
+        g = generate(root / "data", customers=n, seed=42, **shape)
         rows = sum(g.rows.values())
     else:
         import custlens
@@ -80,8 +80,9 @@ _STAGE = textwrap.dedent("""
 """)
 
 
-def _stage(stage: str, root: Path, n: int) -> dict:
-    p = subprocess.run([sys.executable, "-c", _STAGE, stage, str(root), str(n)], capture_output=True, text=True)
+def _stage(stage: str, root: Path, n: int, shape: dict) -> dict:
+    p = subprocess.run([sys.executable, "-c", _STAGE, stage, str(root), str(n), json.dumps(shape)],
+                       capture_output=True, text=True)
     if p.returncode != 0:
         return {"seconds": None, "note": f"failed: {p.stderr.strip().splitlines()[-1][:200] if p.stderr else p.returncode}"}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -111,7 +112,7 @@ def run(size: str) -> list[dict]:
                      f"{ba.REPLICATE[size][1]} times; the models took 18 min at M"})
     try:
         for stage in stages:
-            r = _stage(stage, root, n)
+            r = _stage(stage, root, n, ba.shape_of(size))
             note = r.get("note", "")
             if stage == "ingest" and r.get("seconds") and r.get("rows"):
                 note = f"{r['rows'] / r['seconds']:,.0f} rows/s" + (f"; {note}" if note else "")

@@ -106,6 +106,26 @@ def test_bad_arguments_raise_input_errors(tmp_path: Path) -> None:
         generate(tmp_path, customers=500, fmt="json")
     with pytest.raises(InputError):
         generate(tmp_path, customers=10)
+    with pytest.raises(InputError, match="order rate"):
+        generate(tmp_path, customers=500, order_rate=0)
+    with pytest.raises(InputError, match="tracked share"):
+        generate(tmp_path, customers=500, tracked_share=1.5)
+
+
+def test_shape_knobs_scale_orders_and_events_per_order(zh: Path, tmp_path: Path) -> None:
+    """order_rate and tracked_share give the benchmark sizes (issue 8's M: 10 orders and 50 events per
+    customer) from the same mechanisms; the CRM side keeps its size."""
+    base = json.loads((zh / "manifest.json").read_text(encoding="utf-8"))
+    res = generate(tmp_path / "shaped", customers=2000, seed=11, order_rate=2.5, tracked_share=0.48)
+    rows = {m["file"]: m["rows"] for m in base["files"]}
+    assert res.rows["crm_customers.csv"] == rows["crm_customers.csv"]
+    orders = res.rows["orders.csv"] / rows["orders.csv"]
+    assert 2.0 < orders < 2.6  # more purchases per customer; churn still ends some of them
+    per_order = (res.rows["events.csv"] / res.rows["orders.csv"]) / (rows["events.csv"] / rows["orders.csv"])
+    assert 0.4 < per_order < 0.6  # about half the tracked orders' sessions are in the log
+    man = json.loads((tmp_path / "shaped" / "manifest.json").read_text(encoding="utf-8"))
+    assert (man["order_rate"], man["tracked_share"]) == (2.5, 0.48)
+    assert base["order_rate"] == 1.0 and base["tracked_share"] == 1.0
 
 
 def test_en_locale_names_and_values(tmp_path: Path) -> None:

@@ -44,6 +44,12 @@ def generate_cmd(
     lang: Lang = typer.Option(Lang.zh, "--lang", help="Headers, names and texts: zh or en."),
     fmt: FileFormat = typer.Option(FileFormat.csv, "--format", help="File format of the main tables."),
     clean: bool = typer.Option(False, "--clean", help="Write clean data (no injected dirt)."),
+    order_rate: float = typer.Option(1.0, "--order-rate", min=0.1, max=20.0,
+                                     help="Multiply every customer's purchase frequency (1 = ~4.5 orders each; "
+                                          "2.5 = ~10)."),
+    tracked_share: float = typer.Option(1.0, "--tracked-share", min=0.01, max=1.0,
+                                        help="Share of the tracked orders whose sessions are in the event log "
+                                             "(1 = all; 0.48 with --order-rate 2.5 = ~50 events per customer)."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--output-format",
                                                help="Summary on stdout: table or json."),
 ) -> None:
@@ -58,7 +64,7 @@ def generate_cmd(
             bar.update(task, description=t("demo.generate.stage", None, stage=stage), completed=int(frac * 100))
 
         res = generate(out, customers=customers, seed=seed, lang=lang.value, fmt=fmt.value, dirty=not clean,
-                       progress=report)
+                       progress=report, order_rate=order_rate, tracked_share=tracked_share)
     err.print(t("demo.generate.done", None, out=res.out, customers=customers, files=len(res.manifest)))
     if output_format is OutputFormat.json:
         emit({"out": str(res.out), "customers": customers, "seed": seed, "files": res.manifest,

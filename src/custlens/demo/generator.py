@@ -250,8 +250,10 @@ def id_check_ok(idn: str) -> bool:
 
 
 # ---------------------------------------------------------------- orders
-def _orders(rng: np.random.Generator, cu: pd.DataFrame) -> dict[str, Any]:
-    """Order times from gamma renewal processes in seasonal time, truncated by churn; plus tickets."""
+def _orders(rng: np.random.Generator, cu: pd.DataFrame, order_rate: float = 1.0) -> dict[str, Any]:
+    """Order times from gamma renewal processes in seasonal time, truncated by churn; plus tickets.
+
+    order_rate multiplies every customer's purchase frequency (divides the mean gap between orders)."""
     n = len(cu)
     seg = cu["seg"].to_numpy()
     spec = [SEGMENTS[s] for s in SEG_NAMES]
@@ -264,7 +266,7 @@ def _orders(rng: np.random.Generator, cu: pd.DataFrame) -> dict[str, Any]:
     a = np.clip((cu["reg_ts"].to_numpy() - EPOCH0) / DAY, 0, None)
     u0 = np.where(bargain, np.interp(a, grid, Cb), np.interp(a, grid, C))
     u1 = float(NDAYS)
-    gap = np.array([s["gap"] for s in spec])[seg] * rng.lognormal(0, 0.35, n)
+    gap = np.array([s["gap"] for s in spec])[seg] * rng.lognormal(0, 0.35, n) / order_rate
     inside = a > 0
     first = np.where(inside, u0 + rng.exponential(20, n), u0 + rng.gamma(GAP_SHAPE + 1, 1, n) * gap / GAP_SHAPE
                      * rng.random(n))
@@ -391,10 +393,10 @@ def _items(rng: np.random.Generator, nord: int, seg_o: np.ndarray, products: pd.
     return df.reset_index(drop=True), which
 
 
-def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn) -> dict[str, Any]:
+def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn, order_rate: float = 1.0) -> dict[str, Any]:
     cu = _customers(rng, n, lang)
     progress("customers", 1.0)
-    od = _orders(rng, cu)
+    od = _orders(rng, cu, order_rate)
     owner, ts = od["owner"], od["ts"]
     seg = cu["seg"].to_numpy()
     # ---- planted risky customers (appended orders)
@@ -515,8 +517,15 @@ def _write_xlsx(path: Path, table: pa.Table, date_col: str | None = None, serial
 
 
 def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str = "zh", fmt: str = "csv",
-             dirty: bool = True, progress: ProgressFn | None = None) -> GenerateResult:
-    """Write the demo exports, manifest.json and truth.json into `out`; same seed → identical files."""
+             dirty: bool = True, progress: ProgressFn | None = None, *, order_rate: float = 1.0,
+             tracked_share: float = 1.0) -> GenerateResult:
+    """Write the demo exports, manifest.json and truth.json into `out`; same seed → identical files.
+
+    The shape knobs size the data without touching the planted mechanisms (the defaults write the demo):
+    order_rate multiplies every customer's purchase frequency (2.2 → ~10 orders per customer instead of
+    ~4.5); tracked_share is the share of the tracked orders whose site/app sessions are in the event log
+    (0.5 → about half the events per order), as when tracking covers only part of the traffic.
+    """
     if lang not in ("zh", "en"):
         raise InputError(f"unknown language {lang!r}", where="--lang", fix="use zh or en")
     if fmt not in ("csv", "parquet", "xlsx"):
@@ -524,11 +533,18 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
     if customers < 100:
         raise InputError(f"--customers {customers} is too small for the planted truths", where="--customers",
                          fix="use at least 100 customers (2,000 or more recommended)")
+    if not 0.1 <= order_rate <= 20:
+        raise InputError(f"order rate {order_rate} is out of range", where="--order-rate",
+                         fix="use a multiplier between 0.1 and 20 (1 = the demo's ~4.5 orders per customer)")
+    if not 0 < tracked_share <= 1:
+        raise InputError(f"tracked share {tracked_share} is out of range", where="--tracked-share",
+                         fix="use a share above 0 and at most 1 (1 = every tracked order's sessions)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prog = progress or (lambda stage, frac: None)
     rng = np.random.default_rng(seed)
-    b = _build(rng, customers, lang, prog)
+    b = _build(rng, customers, lang, prog, order_rate)
+    b["tracked_share"] = tracked_share
     cu, products = b["cu"], b["products"]
     dirt: dict[str, Any] = {"enabled": dirty, "rates": dict(DIRT) if dirty else {}}
     manifest: list[dict[str, Any]] = []
@@ -593,7 +609,8 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
     (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2, default=_json_default),
                                     encoding="utf-8")
     (out / "manifest.json").write_text(json.dumps({"files": manifest, "as_of": AS_OF, "seed": seed, "lang": lang,
-                                                   "customers": customers}, ensure_ascii=False, indent=2),
+                                                   "customers": customers, "order_rate": order_rate,
+                                                   "tracked_share": tracked_share}, ensure_ascii=False, indent=2),
                                        encoding="utf-8")
     prog("done", 1.0)
     return GenerateResult(out=out, manifest=manifest, truth=truth, rows=rows)
@@ -1030,6 +1047,8 @@ def _write_events(out: Path, rng: np.random.Generator, b: dict[str, Any], fmt: s
     buyers = np.zeros(n, dtype=bool)
     buyers[b["owner"]] = True
     tracked = b["channel"] != [c[0] for c in V.CHANNELS].index("直播")  # live-stream orders happen off-site
+    if b.get("tracked_share", 1.0) < 1.0:  # drawn only then, so the default keeps the demo's random stream
+        tracked &= rng.random(len(tracked)) < b["tracked_share"]
     funnel = np.zeros((3, 4), dtype=np.int64)
     path = out / ("events.parquet" if fmt == "parquet" else "events.csv")
     writer: Any = None
