@@ -132,3 +132,36 @@ def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, 
     for k in a:
         pd.testing.assert_frame_equal(a[k], b[k], check_dtype=False)
     assert fast.table["count"].iloc[-1] > 0
+
+
+@pytest.mark.parametrize("base,far", [
+    (datetime(1969, 12, 31, 4), False),  # mostly before 1970, with microseconds: times are floored to the ms
+    (datetime(2024, 3, 1), True),  # one event in year 9999: the packed key overflows and the walk re-runs
+])
+def test_packed_sort_key_matches_window_path(ws, monkeypatch, base, far):
+    """The sorted path packs (time, lowest step, step mask) into one BIGINT key; microsecond times on both
+    sides of 1970 and a timestamp beyond the key's range give the window path's result."""
+    rnd = random.Random(3)
+    rows = []
+    for i, (eid, user, event, t) in enumerate(_stream(21, persons=150)):
+        rows.append((eid, user, event, base + timedelta(seconds=t // 20, microseconds=rnd.choice([0, 1, 999, 1500,
+                                                                                                   500_000]) + i % 3)))
+    if far:
+        rows.append(("e99999", "u000", "view", datetime(9999, 12, 30, 12)))
+    ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time) VALUES (?, ?, ?, ?)", rows)
+    opened = []
+    real = _funnel_fast._sorted_reader
+
+    def spy(*a, **k):
+        opened.append(bool(k.get("packed")))
+        return real(*a, **k)
+
+    monkeypatch.setattr(_funnel_fast, "_sorted_reader", spy)
+    kw = {"window": "3h", "date_from": "1960-01-01", "date_to": "9999-12-31"}
+    fast = funnel(ws, ["view", "cart", "pay", "done"], **kw)
+    assert opened[0] is True and opened[1:] == ([False] if far else opened[1:])
+    monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", True)
+    slow = funnel(ws, ["view", "cart", "pay", "done"], **kw)
+    a, b = _tables(fast), _tables(slow)
+    pd.testing.assert_frame_equal(a[""], b[""], check_dtype=False)
+    assert fast.table["count"].iloc[-1] > 0

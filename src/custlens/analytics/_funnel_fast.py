@@ -23,8 +23,10 @@ runs both against a brute-force reference). Two details make it exact:
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import ibis
 import numpy as np
 import pyarrow as pa
@@ -46,21 +48,48 @@ def available(ws: Workspace, n: int) -> bool:
 _BATCH = 1 << 20  # rows per Arrow batch: the walk runs batch by batch, so memory stays bounded
 _MASK_TYPES = ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 MAX_STEPS = 64  # the steps an event matches travel as one unsigned integer
+_WALKERS = 2  # threads walking batches
 
 
-def _sorted_reader(ws: Workspace, ev: ir.Table, n: int, with_bval: bool, by_eid: bool) -> pa.RecordBatchReader:
+def _packed_bits(n: int) -> int | None:
+    """Low bits of the packed sort key below the microseconds: the lowest step (1..n+1), then the n step
+    bits; None when they would leave the microseconds fewer than 55 bits (dates past year 3100)."""
+    bits = (n + 1).bit_length() + n
+    return bits if bits <= 8 else None
+
+
+def _sorted_reader(ws: Workspace, ev: ir.Table, n: int, with_bval: bool, by_eid: bool, *, packed: bool = False
+                   ) -> pa.RecordBatchReader:
     """The step events sorted by (unit hash, time, lowest step[, event id]): the unit's hash, epoch
-    milliseconds, the steps each event matches as a bit mask (bit k-1 = step k) and the breakdown value."""
+    microseconds, the steps each event matches as a bit mask (bit k-1 = step k) and the breakdown value.
+
+    packed: the time, lowest step and mask travel as one BIGINT `k` = microseconds << bits | lowest step
+    << n | mask, and the sort has two keys instead of three (ordering by the mask too only reorders rows
+    tied on everything else, which either match the same steps or make the walk re-sort by event id).
+    A timestamp too far from 1970 for the key raises duckdb.OutOfRangeException."""
     con = ws.con
     con._run_pre_execute_hooks(ev)  # registers in-memory tables the expression reads
     inner = ibis.to_sql(ev, dialect="duckdb")
+    bval = ', "bval"' if with_bval else ""
+    bits = _packed_bits(n) if packed and not by_eid else None
+    if bits is not None:
+        mask = " + ".join(f'(("m{k}" IS TRUE)::BIGINT * {1 << (k - 1)})' for k in range(1, n + 1))
+        sql = (f'SELECT h, k{bval} FROM (SELECT hash("unit") AS h, epoch_us("event_time") * {1 << bits} + '
+               f'"_minstep" * {1 << n} + {mask} AS k{bval} FROM ({inner}) AS _ev) ORDER BY h, k')
+        return con.con.execute(sql).to_arrow_reader(_BATCH)
     kind = _MASK_TYPES[next(i for i, b in enumerate((8, 16, 32, 64)) if n <= b)]
     mask = " | ".join(f'(("m{k}" IS TRUE)::{kind} << {k - 1})' for k in range(1, n + 1))
-    bval = ', "bval"' if with_bval else ""
     eid = ', "_eid"' if by_eid else ""
-    sql = (f'SELECT h, ms, m{bval} FROM (SELECT hash("unit") AS h, epoch_ms("event_time") AS ms, ({mask}) AS m, '
+    sql = (f'SELECT h, us, m{bval} FROM (SELECT hash("unit") AS h, epoch_us("event_time") AS us, ({mask}) AS m, '
            f'"event_time", "_minstep"{bval}{eid} FROM ({inner}) AS _ev) ORDER BY h, "event_time", "_minstep"{eid}')
     return con.con.execute(sql).to_arrow_reader(_BATCH)
+
+
+def _unpack(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch microseconds, step mask) from packed keys."""
+    bits = _packed_bits(n)
+    assert bits is not None
+    return k >> bits, (k & ((1 << n) - 1)).astype(np.uint8)  # arithmetic shift floors, as k was multiplied
 
 
 def _seconds(ms: np.ndarray) -> np.ndarray:
@@ -95,12 +124,16 @@ def best_attempts(ws: Workspace, ev: ir.Table, n: int, win: float, attribution: 
                   ) -> ir.Table:
     """Each unit's best ordered attempt as an in-memory table: reached, t1..tn (and bval when
     `attribution` is given: the breakdown value of the attributed step's event, or "(none)")."""
+    with_bval = attribution is not None
     try:
-        parts = _walk_sorted(_sorted_reader(ws, ev, n, attribution is not None, by_eid=False), n, win,
-                             attribution, check=True)
+        try:
+            parts = _walk_sorted(_sorted_reader(ws, ev, n, with_bval, by_eid=False, packed=True), n, win,
+                                 attribution, check=True)
+        except duckdb.OutOfRangeException:  # a timestamp too far from 1970 for the packed key
+            parts = _walk_sorted(_sorted_reader(ws, ev, n, with_bval, by_eid=False), n, win, attribution,
+                                 check=True)
     except _Ambiguous:
-        parts = _walk_sorted(_sorted_reader(ws, ev, n, attribution is not None, by_eid=True), n, win,
-                             attribution, check=False)
+        parts = _walk_sorted(_sorted_reader(ws, ev, n, with_bval, by_eid=True), n, win, attribution, check=False)
     cols = {"reached": np.concatenate([p["reached"] for p in parts]) if parts else np.zeros(0, np.int64)}
     for k in range(1, n + 1):  # steps not reached are NULL (NaN would compare greater than any gap)
         t = np.concatenate([p[f"t{k}"] for p in parts]) if parts else np.zeros(0, np.float64)
@@ -113,13 +146,15 @@ def best_attempts(ws: Workspace, ev: ir.Table, n: int, win: float, attribution: 
 def _walk_sorted(reader: pa.RecordBatchReader, n: int, win: float, attribution: tuple[str, int | None] | None,
                  *, check: bool) -> list[dict[str, Any]]:
     """Walk the sorted rows batch by batch; a unit cut by a batch boundary waits for the next batch."""
-    parts: list[dict[str, Any]] = []
     carry: pa.Table | None = None
 
-    def walk(tab: pa.Table) -> None:
+    def walk(tab: pa.Table) -> dict[str, Any]:
         h = tab["h"].to_numpy()
-        ms = tab["ms"].to_numpy()
-        m = tab["m"].to_numpy()
+        if "k" in tab.column_names:
+            us, m = _unpack(tab["k"].to_numpy(), n)
+        else:
+            us, m = tab["us"].to_numpy(), tab["m"].to_numpy()
+        ms = us // 1000  # floored, as analytics._time.seconds floors (DuckDB's epoch_ms truncates before 1970)
         bval = None
         if attribution is not None:
             bval = tab["bval"].combine_chunks()
@@ -130,18 +165,25 @@ def _walk_sorted(reader: pa.RecordBatchReader, n: int, win: float, attribution: 
         cols, pos = _walk(h, _seconds(ms), [(m & m.dtype.type(1 << k)) != 0 for k in range(n)], n, win)
         if attribution is not None:
             cols["bval"] = _attributed(bval, pos, cols["reached"], attribution)
-        parts.append(cols)
+        return cols
 
-    for batch in reader:
-        tab = pa.Table.from_batches([batch]) if carry is None else pa.concat_tables(
-            [carry, pa.Table.from_batches([batch])])
-        h = tab["h"].to_numpy()
-        cut = int(np.searchsorted(h, h[-1], side="left"))  # rows are sorted by unit hash: the last unit
-        if cut:
-            walk(tab.slice(0, cut))
-        carry = tab.slice(cut)
-    if carry is not None and carry.num_rows:
-        walk(carry)
+    # Batches are walked on a second thread while DuckDB converts the next one (numpy releases the GIL
+    # in the passes over whole arrays); results are kept in batch order.
+    with ThreadPoolExecutor(max_workers=_WALKERS) as pool:
+        pending: list[Future] = []
+        for batch in reader:
+            tab = pa.Table.from_batches([batch]) if carry is None else pa.concat_tables(
+                [carry, pa.Table.from_batches([batch])])
+            h = tab["h"].to_numpy()
+            cut = int(np.searchsorted(h, h[-1], side="left"))  # rows are sorted by unit hash: the last unit
+            if cut:
+                if len(pending) >= 2 * _WALKERS:  # at most this many batches in memory at once
+                    pending[-2 * _WALKERS].result()
+                pending.append(pool.submit(walk, tab.slice(0, cut)))
+            carry = tab.slice(cut)
+        if carry is not None and carry.num_rows:
+            pending.append(pool.submit(walk, carry))
+        parts = [f.result() for f in pending]
     return parts
 
 

@@ -78,10 +78,10 @@ def date_bounds(date_from: Any = None, date_to: Any = None, as_of: Any = None) -
 
 
 def filter_range(tbl: ir.Table, col: str, start: date | None, end: date | None) -> ir.Table:
-    """Rows whose `col` timestamp lies on days start..end inclusive."""
+    """Rows whose `col` timestamp lies on days start..end inclusive (end 9999-12-31: no upper bound)."""
     if start is not None:
         tbl = tbl.filter(tbl[col] >= ibis.timestamp(datetime.combine(start, datetime.min.time())))
-    if end is not None:
+    if end is not None and end < date.max:
         tbl = tbl.filter(tbl[col] < ibis.timestamp(datetime.combine(end + timedelta(days=1), datetime.min.time())))
     return tbl
 
