@@ -2,7 +2,8 @@
 straightforward pandas implementation vs a numpy/Arrow scan floor (read the needed columns once and do
 one vectorized pass), and chdb's windowFunnel when `chdb` is importable.
 
-Sizes: S = 50k customers (~2.5M events), M = 1M (~47M events), L = 5M (`python bench/run.py --size M --only analytics`
+Sizes: S = 50k customers (the demo: ~0.23M orders, ~2.3M events), M = 1M customers (~10.1M orders, ~49.7M events,
+with the generator's shape knobs in SHAPE), L = 5M (M copied 5 times) (`python bench/run.py --size M --only analytics`
 on a quiet machine). The demo workspace for a size is built once and cached in the temp folder.
 """
 
