@@ -13,7 +13,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -530,15 +530,53 @@ def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[st
 
 @dataclass(frozen=True)
 class Plan360:
-    """The 360 view's governed SQL for one role set; queries take $uid, $ids (and $n for the timeline)."""
+    """The 360 view's governed SQL for one role set. identity and profile take $uid (identity's second query
+    $pids); the member queries (visible, tags, timeline) are built per member count k and take $m0..$m{k-1}
+    (the timeline also $n)."""
 
     identity: tuple[str, str] | None  # the requested id's person; user_id, person_id of everyone sharing it
-    visible: str | None  # which of $ids the customers row filter lets this user see (None: no row filter)
+    visible: str | None  # governed customers (row filter applied): which members this user sees (None: no filter)
     profile: str
-    tags: str | None
-    timeline: str | None  # kind, time, payload (JSON of the kept columns), newest $n per table
+    tags: str | None  # governed customer_tags
+    timeline: tuple[tuple[str, str, str, str], ...]  # (table, time column, governed SQL, JSON payload expression)
     read: dict[str, set[str]]  # governed tables and columns the queries read (for the audit record)
     archived: tuple[str, ...]  # tables read through their hot ∪ archive view (a per-cursor temp view)
+    _built: dict[tuple[str, int], str | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def members_sql(self, kind: str, k: int) -> str | None:
+        """The `visible`, `tags` or `timeline` query for k members (cached per k up to _MAX_CACHED_K)."""
+        hit = self._built.get((kind, k))
+        if hit is not None or (kind, k) in self._built:
+            return hit
+        if kind == "visible":
+            sql = None if self.visible is None else f"SELECT g.user_id FROM ({_by_members(self.visible, k)}) AS g"
+        elif kind == "tags":
+            sql = None if self.tags is None else (f"SELECT tag_group, tag_name, tag_value FROM "
+                                                  f"({_by_members(self.tags, k)}) AS g ORDER BY tag_group, tag_name")
+        else:
+            parts = [f"(SELECT '{table}' AS kind, g.\"{tcol}\" AS time, {payload} AS payload FROM "
+                     f"({_by_members(gov, k)}) AS g ORDER BY g.\"{tcol}\" DESC LIMIT $n)"
+                     for table, tcol, gov, payload in self.timeline]
+            sql = " UNION ALL ".join(parts) if parts else None
+        if k <= _MAX_CACHED_K:
+            self._built[(kind, k)] = sql
+        return sql
+
+
+_MAX_CACHED_K = 16  # member counts whose queries are kept per plan (a larger person's are built each time)
+
+
+def _by_members(gov: str, k: int) -> str:
+    """The governed rows of k members as one relation: one equality lookup per member ($m0 …), joined by
+    UNION ALL. On a table stored sorted by user_id each is a zone-map point read; `user_id = ANY($ids)` or
+    an IN list is pruned only to the [min, max] range of its values, which for a stitched person (a CRM id
+    and an app id) spans much of the table: 7 ids far apart in 8.3M sorted events took p50 62 ms that way
+    and 6.5 ms this way."""
+    return " UNION ALL ".join(f"SELECT * FROM ({gov}) AS g WHERE g.user_id = $m{j}" for j in range(k))
+
+
+def _member_params(ids: list[str]) -> dict[str, str]:
+    return {f"m{j}": x for j, x in enumerate(ids)}
 
 
 _PLANS: dict[Any, Plan360] = {}
@@ -562,7 +600,7 @@ def _plan_360(ctx: Ctx) -> Plan360:
     if allowed is not None:
         # A row filter on customers: check the person's ids against it once, then read each user-keyed table
         # for the visible ids only, instead of a semi-join against every visible customer in every query.
-        visible = f"SELECT g.user_id FROM ({_gov_sql(allowed)}) AS g WHERE g.user_id = ANY($ids)"
+        visible = _gov_sql(allowed)
         with gov.keyed_lookup():
             plan = _plan_360_tables(ctx, visible)
     else:
@@ -597,8 +635,7 @@ def _plan_360_tables(ctx: Ctx, visible: str | None) -> Plan360:
             tg = None
     if tg is not None:
         read["customer_tags"] = set(tg.columns)
-        tags = (f"SELECT tag_group, tag_name, tag_value FROM ({_gov_sql(tg)}) AS g WHERE g.user_id = ANY($ids) "
-                "ORDER BY tag_group, tag_name")
+        tags = _gov_sql(tg)
     parts = []
     for table, tcol, cols in TIMELINE:
         if not ctx.ws.has_table(table):
@@ -612,10 +649,9 @@ def _plan_360_tables(ctx: Ctx, visible: str | None) -> Plan360:
             continue
         read[table] = set(tb.columns)
         payload = ("to_json({" + ", ".join(f"'{c}': g.\"{c}\"" for c in keep) + "})") if keep else "'{}'"
-        parts.append(f"(SELECT '{table}' AS kind, g.\"{tcol}\" AS time, {payload} AS payload "
-                     f"FROM ({_gov_sql(tb)}) AS g WHERE g.user_id = ANY($ids) ORDER BY g.\"{tcol}\" DESC LIMIT $n)")
-    timeline = " UNION ALL ".join(parts) if parts else None
-    sqls = " ".join(q for q in (*(identity or ()), profile, tags, timeline) if q)
+        parts.append((table, tcol, _gov_sql(tb), payload))
+    timeline = tuple(parts)
+    sqls = " ".join(q for q in (*(identity or ()), profile, tags, *(p[2] for p in parts)) if q)
     archived = tuple(tn for tn in read if f'"{tn}{VIEW_SUFFIX}"' in sqls)
     return Plan360(identity=identity, visible=visible, profile=profile, tags=tags, timeline=timeline, read=read,
                    archived=archived)
@@ -659,7 +695,8 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
             person = str(m[0][1])
             members = sorted({str(r[0]) for r in m} | {person})
     if plan.visible is not None:  # the row filter, checked once: what it hides is not found / not a member
-        seen = {r[0] for r in cur.execute(plan.visible, {"ids": sorted({user_id, *members})}).fetchall()}
+        ids = sorted({user_id, *members})
+        seen = {r[0] for r in cur.execute(plan.members_sql("visible", len(ids)), _member_params(ids)).fetchall()}
         if user_id not in seen or person not in seen:
             return user_id, [user_id], None, [], []
         members = [x for x in members if x in seen]
@@ -672,10 +709,11 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
     tags: list[dict[str, Any]] = []
     if plan.tags is not None:
         tags = [{"tag_group": a, "tag_name": b, "tag_value": c}
-                for a, b, c in cur.execute(plan.tags, {"ids": members}).fetchall()]
+                for a, b, c in cur.execute(plan.members_sql("tags", len(members)), _member_params(members)).fetchall()]
     timeline: list[dict[str, Any]] = []
-    if plan.timeline is not None:
-        for kind, tm, payload in cur.execute(plan.timeline, {"ids": members, "n": n}).fetchall():
+    tl = plan.members_sql("timeline", len(members))
+    if tl is not None:
+        for kind, tm, payload in cur.execute(tl, {**_member_params(members), "n": n}).fetchall():
             timeline.append({"kind": kind, "time": _plain(tm), **json.loads(payload)})
     return person, members, row, tags, timeline
 
