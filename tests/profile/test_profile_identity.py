@@ -87,6 +87,26 @@ def test_split_is_reversible(linked):
     assert m.loc["A1", "person_id"] == "C1"
 
 
+def test_person_index_survives_rewrites_of_the_map(linked):
+    """identity_map carries an index on person_id (the 360's member lookup); rewriting the map (re-stitch,
+    split) keeps it, and lookups through it return what a scan returns."""
+    from custlens.profile.identity import PERSON_INDEX
+
+    con = linked.duck
+    for step in (lambda: stitch(linked), lambda: stitch(linked), lambda: split(linked, "A1")):
+        step()
+        idx = con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = 'identity_map'").fetchall()
+        assert idx == [(PERSON_INDEX,)]
+        for pid in ("C1", "C3", "A1", "F3"):
+            got = sorted(r[0] for r in con.execute("SELECT user_id FROM identity_map WHERE person_id = ?", [pid])
+                         .fetchall())
+            scan = sorted(r[0] for r in con.execute("SELECT user_id FROM identity_map WHERE person_id || '' = ?",
+                                                    [pid]).fetchall())
+            assert got == scan
+    assert sorted(r[0] for r in con.execute("SELECT user_id FROM identity_map WHERE person_id = 'C3'").fetchall()) \
+        == ["A3", "A4", "C3"]
+
+
 def test_profile_aggregates_across_linked_records(linked):
     insert_rows(linked, "orders", [
         {"order_id": "o1", "user_id": "C1", "order_time": datetime(2024, 3, 1, 10), "amount": 100.0, "status": "paid",
