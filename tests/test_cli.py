@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args: str, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run([sys.executable, "-m", "custlens", *args], capture_output=True, text=True, cwd=cwd)
@@ -43,3 +45,28 @@ def test_table_output_survives_missing_numbers(capsys):
     assert "avg_satisfaction" in out and "—" in out
     emit({"v": float("nan")}, "json")
     assert '"v": null' in capsys.readouterr().out
+
+
+def test_engine_out_of_memory_is_a_clear_error(monkeypatch, capsys):
+    """DuckDB's out-of-memory error (a real one: a distinct over 3M strings in 8 MB with spilling off)
+    reaches the user as a custlens error naming the setting to change, with exit code 2, not a traceback."""
+    import duckdb
+
+    from custlens import cli
+
+    def run_out_of_memory() -> None:
+        con = duckdb.connect()
+        con.execute("SET memory_limit='8MB'")
+        con.execute("SET temp_directory=''")
+        con.execute("SET threads=1")
+        con.execute("SELECT count(*) FROM (SELECT DISTINCT (i * 7919)::VARCHAR FROM range(3000000) t(i))").fetchall()
+
+    monkeypatch.setattr(cli, "app", run_out_of_memory)
+    monkeypatch.setenv("CUSTLENS_LANG", "en")
+    with pytest.raises(SystemExit) as ex:
+        cli.main()
+    assert ex.value.code == 2
+    msg = " ".join(capsys.readouterr().err.split())  # Rich wraps long lines
+    assert "ran out of memory" in msg and "Out of Memory Error" in msg
+    assert "[engine] memory_limit" in msg and "raise memory_limit" in msg
+    assert "Traceback" not in msg

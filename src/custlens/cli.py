@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from custlens.errors import CustlensError
+from custlens.errors import CustlensError, out_of_memory
 from custlens.i18n import register as register_messages
 from custlens.i18n import t
 
@@ -292,9 +292,18 @@ _register_all()
 
 
 def main() -> None:
+    import duckdb  # noqa: PLC0415
+
     try:
-        app()
+        try:
+            app()
+        except duckdb.OutOfMemoryException as e:
+            raise out_of_memory(e) from e
     except CustlensError as e:
-        err.print(f"[bold red]{t('cli.error')}:[/] {e.message}", highlight=False)
+        from rich.markup import escape  # noqa: PLC0415
+
+        # escaped: messages name config sections such as [engine], which Rich would take for markup
+        err.print(f"[bold red]{t('cli.error')}:[/] {escape(e.message)}", highlight=False)
         sys.exit(e.exit_code)
+
 

@@ -71,3 +71,26 @@ class AuditError(CustlensError):
 
 class DataError(CustlensError):
     """The warehouse lacks the data an analysis needs."""
+
+
+class ResourceError(CustlensError):
+    """The engine ran out of a machine resource (memory) for this work."""
+
+
+_OOM = {
+    "errors.oom": {"zh": "数据引擎内存不足：{detail}", "en": "the data engine ran out of memory: {detail}"},
+    "errors.oom_fix": {"zh": "在 custlens.toml 的 [engine] 中调高 memory_limit（留空 = 一半内存），或调低 threads，或缩小日期范围后重试",
+                       "en": "raise memory_limit under [engine] in custlens.toml (empty = half of RAM), or lower threads, "
+                             "or narrow the date range, then run it again"},
+}
+
+
+def out_of_memory(e: Exception, lang: str | None = None) -> ResourceError:
+    """DuckDB's out-of-memory error as a message that says which setting to change (CLI and API)."""
+    from custlens.i18n import has, register, t  # noqa: PLC0415
+
+    if not has("errors.oom"):
+        register(_OOM)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ResourceError(t("errors.oom", lang, detail=first), where="[engine] memory_limit",
+                         fix=t("errors.oom_fix", lang))

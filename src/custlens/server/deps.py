@@ -29,7 +29,9 @@ from custlens.errors import (
     KeyMaterialError,
     NotFound,
     PermissionDenied,
+    ResourceError,
     WorkspaceError,
+    out_of_memory,
 )
 from custlens.i18n import normalize_lang
 from custlens.security.context import Governance, aggregating, suppress_small_groups
@@ -58,7 +60,7 @@ def status_for(e: CustlensError) -> int:
         return 422
     if isinstance(e, DataError):
         return 409
-    if isinstance(e, (AuditError, KeyMaterialError, WorkspaceError)):
+    if isinstance(e, (AuditError, KeyMaterialError, WorkspaceError, ResourceError)):
         return 503
     return 400
 
@@ -75,10 +77,14 @@ class JSONErrorRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def wrapped(request: Request) -> Response:
+            import duckdb  # noqa: PLC0415
+
             try:
                 return await handler(request)
             except CustlensError as e:
                 return error_json(e)
+            except duckdb.OutOfMemoryException as e:  # a clear 503 naming the setting, not a 500
+                return error_json(out_of_memory(e, resolve_lang(request, "")))
 
         return wrapped
 
