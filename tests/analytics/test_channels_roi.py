@@ -39,7 +39,8 @@ def cws(ws):
                         "VALUES (?, ?, ?, ?, ?, ?)",
                         [("e1", "u4", None, "view", "2024-03-08 09:00:00", "email"),
                          ("e2", None, "z", "view", "2024-03-08 09:30:00", "email"),
-                         ("e3", "u4", None, "view", "2024-03-08 09:40:00", "email")])
+                         ("e3", "u4", None, "view", "2024-03-08 09:40:00", "email"),
+                         ("e4", None, None, "view", "2024-03-08 09:50:00", "email")])  # nobody: not a visitor
     return ws
 
 
