@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from custlens.i18n import register, t
+
 
 class CustlensError(Exception):
     """Base class for user-facing errors; the CLI prints the message without a traceback."""
@@ -85,12 +87,11 @@ _OOM = {
 }
 
 
+register(_OOM)
+
+
 def out_of_memory(e: Exception, lang: str | None = None) -> ResourceError:
     """DuckDB's out-of-memory error as a message that says which setting to change (CLI and API)."""
-    from custlens.i18n import has, register, t  # noqa: PLC0415
-
-    if not has("errors.oom"):
-        register(_OOM)
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return ResourceError(t("errors.oom", lang, detail=first), where="[engine] memory_limit",
                          fix=t("errors.oom_fix", lang))

@@ -248,6 +248,13 @@ def person_key(tbl: ir.Table, pid: ir.StringValue) -> ir.Value:
     return pid
 
 
+def person_hash(tbl: ir.Table) -> ir.Value:
+    """person_key(person_id(tbl)) with user_id hashed as it is: the 'anon:' string is built only for the
+    anonymous rows (the same values, without a concatenation per identified row)."""
+    return ibis.cases((tbl.user_id.notnull(), person_key(tbl, tbl.user_id)),
+                      else_=person_key(tbl, ibis.literal("anon:") + tbl.anonymous_id))
+
+
 def unknown_label(src: Any) -> str:
     return config_of(src).clean.unknown_label
 

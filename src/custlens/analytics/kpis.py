@@ -35,6 +35,7 @@ from custlens.analytics.base import (
     parse_date,
     period_end,
     period_start,
+    person_hash,
     person_key,
     safe_div,
     shift,
@@ -193,10 +194,7 @@ def _activity_frames(src: Any, ext: date, date_to: date, breakdown: str | None,
     if breakdown is not None:
         e = add_breakdown(src, e, breakdown, as_of=date_to)
         by = ["breakdown"]
-    # person_key(person_id(e)), hashing user_id as it is: the 'anon:' string is built only for anonymous rows
-    pid = ibis.cases((e.user_id.notnull(), person_key(e, e.user_id)),
-                     else_=person_key(e, ibis.literal("anon:") + e.anonymous_id))
-    days = e.select(day=period_start(e.event_time, "day"), **{b: e[b] for b in by}, pid=pid).distinct()
+    days = e.select(day=period_start(e.event_time, "day"), **{b: e[b] for b in by}, pid=person_hash(e)).distinct()
     if len(grains) > 1:
         days = snapshot(days, unordered=True)
     out: dict[str, pd.DataFrame] = {}

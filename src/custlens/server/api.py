@@ -545,9 +545,8 @@ class Plan360:
 
     def members_sql(self, kind: str, k: int) -> str | None:
         """The `visible`, `tags` or `timeline` query for k members (cached per k up to _MAX_CACHED_K)."""
-        hit = self._built.get((kind, k))
-        if hit is not None or (kind, k) in self._built:
-            return hit
+        if (kind, k) in self._built:
+            return self._built[(kind, k)]
         if kind == "visible":
             sql = None if self.visible is None else f"SELECT g.user_id FROM ({_by_members(self.visible, k)}) AS g"
         elif kind == "tags":

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -77,8 +78,6 @@ class JSONErrorRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def wrapped(request: Request) -> Response:
-            import duckdb  # noqa: PLC0415
-
             try:
                 return await handler(request)
             except CustlensError as e:
