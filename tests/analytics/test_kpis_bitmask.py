@@ -1,6 +1,7 @@
-"""The KPIs' week/month activity counts on DuckDB (one bitmask per person, bits counted in numpy) against
-the definition (DISTINCT per period, what Spark runs), on random events: identified and anonymous persons,
-with and without a breakdown, over ranges that need several 63-bit mask words."""
+"""The KPIs' day/week/month activity counts on DuckDB (weekday bits per person and week, month bits per
+person counted in numpy) against the definition (DISTINCT per period, what Spark runs), on random events:
+identified and anonymous persons, with and without a breakdown, over ranges that need several 63-bit mask
+words and ranges that start mid-week and mid-month."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from custlens.analytics.kpis import _activity_frames, _bitmask_counts
+from custlens.analytics.kpis import _activity_frames, _week_bit_counts
 
 
 def _events(seed: int, days: int, n: int) -> list[tuple]:
@@ -38,6 +39,8 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     (2, 900, date(2019, 1, 1), date(2021, 6, 17)),    # 129 weeks: 3 words
     (3, 2400, date(2019, 1, 1), date(2025, 7, 31)),   # 79 months: 2 words; 344 weeks
     (4, 700, date(2019, 3, 14), date(2020, 11, 2)),   # a range starting mid-week and mid-month
+    (5, 500, date(2019, 4, 2), date(2020, 3, 1)),     # ext's Monday in the month before; date_to a Sunday
+    (6, 6000, date(2019, 1, 1), date(2035, 5, 30)),   # 198 months: 4 words
 ])
 @pytest.mark.parametrize("breakdown", [None, "platform"])
 def test_bitmask_counts_equal_distinct(ws, seed, days, ext, date_to, breakdown):
@@ -57,13 +60,15 @@ def test_bitmask_path_is_taken_on_duckdb(ws, monkeypatch):
     calls = []
 
     def spy(*a, **k):
-        out = _bitmask_counts(*a, **k)
+        out = _week_bit_counts(*a, **k)
         calls.append(sorted(out))
         return out
 
-    monkeypatch.setattr("custlens.analytics.kpis._bitmask_counts", spy)
+    monkeypatch.setattr("custlens.analytics.kpis._week_bit_counts", spy)
     _activity_frames(ws, date(2019, 1, 1), date(2019, 10, 27), None, {"day", "week", "month"})
-    assert calls == [["month", "week"]]
+    assert calls == [["day", "month", "week"]]
+    _activity_frames(ws, date(2019, 1, 1), date(2019, 10, 27), None, {"day"})
+    assert calls[-1] == ["day"]
 
 
 def test_snapshot_is_built_unordered_and_the_setting_restored(ws, monkeypatch):
@@ -81,7 +86,8 @@ def test_snapshot_is_built_unordered_and_the_setting_restored(ws, monkeypatch):
         return real(self, name, expr)
 
     monkeypatch.setattr(backend, "_create_cached_table", spy)
-    res = kpis_mod.kpis(ws, grain="month", date_from="2019-03-01", date_to="2019-10-27")
+    out = kpis_mod._activity_frames(ws, date(2019, 3, 1), date(2019, 10, 27), None, {"day", "week", "month"},
+                                    bitmask=False)  # the definition's path, which Spark takes
     assert seen == [False]  # the DISTINCT snapshot: a parallel insert
     assert ws.duck.execute(setting).fetchone()[0] is True  # the session's setting is back
-    assert res.table.mau.sum() > 0
+    assert out["month"].n.sum() > 0
