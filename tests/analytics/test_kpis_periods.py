@@ -86,3 +86,21 @@ def test_daily_and_breakdown(kws):
         kpis(kws, grain="year")
     with pytest.raises(ValidationError):
         kpis(kws, date_from="2024-04-01", date_to="2024-03-01")
+
+
+@pytest.mark.parametrize("breakdown", [None, "channel"])
+def test_new_customers_in_a_partial_last_period(kws, breakdown):
+    """date_to mid-March: u2 (first order 1 March) is new in March; u5, whose first order is on 20 March,
+    after date_to, is not counted anywhere; u6 bought in Jan 2024 and is new then, not in March."""
+    kws.duck.executemany("INSERT INTO orders (order_id, user_id, order_time, amount, status, channel) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [("o10", "u5", "2024-03-20 09:00:00", 10.0, "paid", "web"),
+                          ("o11", "u6", "2024-01-03 09:00:00", 10.0, "paid", "web"),
+                          ("o12", "u6", "2024-03-02 09:00:00", 10.0, "paid", "web")])
+    res = kpis(kws, grain="month", metrics=["orders", "new_customers", "paying_customers"],
+               date_from="2024-02-01", date_to="2024-03-10", breakdown=breakdown)
+    t = res.table.groupby("period")[["orders", "new_customers", "paying_customers"]].sum()
+    assert t.loc[date(2024, 3, 1)].tolist() == [3, 1, 3]  # o3, o5, o12; new: u2; paying: u1, u2, u6
+    assert t.loc[date(2024, 2, 1)].tolist() == [3, 1, 2]
+    jan = res.changes[(res.changes.metric == "new_customers") & (res.changes.period == date(2024, 2, 1))]
+    assert jan.prev_value.sum() == 2  # January: u4 and u6
