@@ -144,3 +144,15 @@ def test_rfm_result_is_a_snapshot_not_shared_with_a_later_run(ws):
     second = rfm(ws, as_of="2024-12-31")
     assert list(first.customers.user_id) == ["a"] and first.summary["customers"] == 1
     assert list(second.customers.user_id) == ["a", "b"] and second.summary["customers"] == 2
+
+
+def test_monetary_is_summed_exactly_so_ties_break_by_user_id(ws):
+    """0.1 + 0.2 + 0.3 is 0.6000000000000001 in floating point, and which of its sums a parallel engine
+    gets depends on the order it adds the rows in. Summed as decimals it is 0.6, a tie with b's single
+    0.6, which user_id breaks: a scores below b whatever the order."""
+    ws.duck.executemany("INSERT INTO orders (order_id, user_id, order_time, amount, status) VALUES (?, ?, ?, ?, ?)",
+                        [("o1", "a", "2024-03-01 10:00:00", 0.1, "paid"), ("o2", "a", "2024-03-02 10:00:00", 0.2, "paid"),
+                         ("o3", "a", "2024-03-03 10:00:00", 0.3, "paid"), ("o4", "b", "2024-03-03 10:00:00", 0.6, "paid")])
+    c = rfm(ws, as_of="2024-03-31", bins=2).customers.set_index("user_id")
+    assert c.loc["a", "monetary"] == c.loc["b", "monetary"] == 0.6
+    assert (c.loc["a", "m_score"], c.loc["b", "m_score"]) == (1, 2)

@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
@@ -33,6 +34,8 @@ from custlens.analytics.base import (
 from custlens.errors import DataError, ValidationError
 from custlens.i18n import register, t
 from custlens.results import Result, _jsonable
+
+MONEY = dt.Decimal(18, 4)  # amounts to 1/10000 of a unit, up to 10^14: summed exactly
 
 SEGMENTS8: dict[tuple[bool, bool, bool], str] = {
     (True, True, True): "important_value",
@@ -197,7 +200,10 @@ def rfm_expr(src: Any, *, as_of: date | str | None = None, bins: int = 5, method
     c = o.group_by(o.user_id).aggregate(
         last_order_date=o.order_time.max().date(),
         frequency=o.count(),
-        monetary=o.amount.fill_null(0).sum().cast("float64"),
+        # summed as decimals (to 1/10000), exactly: a floating-point sum depends on the order the engine
+        # adds the rows in, which differs from run to run with parallel threads, and a customer whose sum
+        # came out 1 ulp different could change M score at a quantile edge between two identical runs.
+        monetary=o.amount.fill_null(0).cast(MONEY).sum().cast("float64"),
     )
     c = c.mutate(recency=ibis.date(as_of_d).delta(c.last_order_date, unit="day").cast("int64"),
                  frequency=c.frequency.cast("int64"))
@@ -284,12 +290,22 @@ class RFMResult(Result):
         return alt.hconcat(heat, bars).to_dict()
 
 
-def _rollup(expr: ir.Table) -> pd.DataFrame:
+def _rollup(snap: ir.Table, bins: int) -> pd.DataFrame:
     """One engine pass: customers, revenue and sums per (segment8, segment11, r_score, f_score) — at most
-    8 × 11 × bins² rows, from which the segment tables, the grid and the totals are all derived."""
-    g = expr.group_by(["segment8", "segment11", "r_score", "f_score"]).aggregate(
-        customers=expr.count(), revenue=expr.monetary.sum(), sum_recency=expr.recency.sum(),
-        sum_frequency=expr.frequency.sum())
+    8 × 11 × bins² rows, from which the segment tables, the grid and the totals are all derived.
+
+    The customers are first grouped on their scores and high/low flags (integers and booleans), and the
+    segment labels derived for those few groups only (the same `_labelled` expressions): 14 ms instead of
+    56 ms for labelling all 863k customers at M."""
+    g = snap.group_by(["r_high", "f_high", "m_high", "r_score", "f_score", "m_score"]).aggregate(
+        customers=snap.count(), revenue=snap.monetary.sum(), sum_recency=snap.recency.sum(),
+        sum_frequency=snap.frequency.sum())
+    fm = ((g.f_score + g.m_score + 1) / 2).floor().cast("int64")
+    g = g.mutate(segment8=_segment8(g.r_high, g.f_high, g.m_high),
+                 segment11=_segment11(_to5(g.r_score, bins), _to5(fm, bins)))
+    g = g.group_by(["segment8", "segment11", "r_score", "f_score"]).aggregate(
+        customers=g.customers.sum(), revenue=g.revenue.sum(), sum_recency=g.sum_recency.sum(),
+        sum_frequency=g.sum_frequency.sum())
     df = frame(g)
     for c in ("customers", "r_score", "f_score", "sum_recency", "sum_frequency"):
         df[c] = df[c].astype("int64")
@@ -350,9 +366,8 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     # does `customers` whenever it is asked for, so the result never changes with later loads. Only the
     # scores are stored; the labels are derived from them on read.
     snap = snapshot(expr.select("user_id", "last_order_date", "recency", "frequency", "monetary",
-                                "r_score", "f_score", "m_score", "r_high", "f_high", "m_high"))
-    expr = _labelled(snap, bins)
-    roll = _rollup(expr)
+                                "r_score", "f_score", "m_score", "r_high", "f_high", "m_high"), unordered=True)
+    roll = _rollup(snap, bins)
     n = int(roll.customers.sum())
     if n == 0:
         raise DataError(f"no paid orders up to {as_of_d}", where="orders",
@@ -363,8 +378,8 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
         centers = {"recency": float(roll.sum_recency.sum()) / n, "frequency": float(roll.sum_frequency.sum()) / n,
                    "monetary": revenue / n}
     else:
-        med = frame(expr.aggregate(recency=expr.recency.median(), frequency=expr.frequency.median(),
-                                   monetary=expr.monetary.median()))
+        med = frame(snap.aggregate(recency=snap.recency.median(), frequency=snap.frequency.median(),
+                                   monetary=snap.monetary.median()))
         centers = {m: float(med[m].iloc[0]) for m in ("recency", "frequency", "monetary")}
     table = _segment_table(roll, lang)
     top8 = table[table.scheme == "8"].sort_values(["revenue", "segment"], ascending=[False, True]).iloc[0]
