@@ -81,3 +81,16 @@ def test_member_queries_are_equality_lookups(con):
     assert sql.count("g.user_id = $m") == 3
     plan = _plan()
     assert plan.members_sql("tags", 2) is plan.members_sql("tags", 2)  # built once per member count
+
+
+@pytest.mark.parametrize("uid", ["U002990", "C001234", "nobody"])
+def test_parallel_timeline_gives_the_sequential_answer_and_audits_once_found(con, uid):
+    """The server runs the timeline on a second cursor in a worker thread while the profile and tags run,
+    and calls on_found (the audit record) only when the profile row exists, before returning."""
+    calls: list[str] = []
+    seq = api._exec_360(con.cursor(), _plan(), uid, 5)
+    par = api._exec_360(con.cursor(), _plan(), uid, 5, con.cursor(), on_found=calls.append)
+    assert par == seq
+    assert calls == ([] if uid == "nobody" else [seq[0]])
+    if uid != "nobody":
+        assert par[4]  # a timeline came back from the worker

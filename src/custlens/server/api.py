@@ -13,6 +13,8 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -512,7 +514,11 @@ def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[st
     n = max(1, min(int(timeline_limit), 500))
     plan = _plan_360(ctx)
     _merge_read(ctx, plan.read)
-    person, members, row, tags, timeline = _run_360(ctx, plan, user_id, n)
+
+    def audited(person: str) -> None:  # durable before any of the view's data leaves the server
+        ctx.audit("customer.view", target=subject_pseudo(ctx.ws, person), n_customers=1)
+
+    person, members, row, tags, timeline = _run_360(ctx, plan, user_id, n, on_found=audited)
     if row is None:
         ctx.audit("customer.view", target=subject_pseudo(ctx.ws, user_id), n_customers=0, result="not_found")
         raise NotFound(t("srv.no_customer", ctx.lang, id=user_id))
@@ -524,7 +530,6 @@ def customer_360(ctx: Ctx, user_id: str, *, timeline_limit: int = 50) -> dict[st
     out["churn"] = {"risk": row.get("churn_risk"), "band": row.get("churn_band"), "drivers": churn_drivers(ctx, row)}
     out["masked_columns"] = masked_columns(ctx)
     out["revealable"] = [c for c in PII_REVEALABLE if row.get(c) not in (None, "")]
-    ctx.audit("customer.view", target=subject_pseudo(ctx.ws, person), n_customers=1)
     return out
 
 
@@ -656,18 +661,21 @@ def _plan_360_tables(ctx: Ctx, visible: str | None) -> Plan360:
                    archived=archived)
 
 
-def _run_360(ctx: Ctx, plan: Plan360, user_id: str, n: int
+def _run_360(ctx: Ctx, plan: Plan360, user_id: str, n: int, on_found: Callable[[str], None] | None = None
              ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the plan on a pooled read cursor: identity, profile, tags and the timeline (one query)."""
+    """Run the plan on two pooled read cursors: identity first, then the timeline on one while the profile
+    and tags run on the other (DuckDB releases the GIL while a statement runs). `on_found(person)` is called
+    once the profile row is found, while the timeline may still be running."""
     from custlens.server.deps import read_cursor, server_state  # noqa: PLC0415
 
     if ctx.request is None:
-        return _exec_360(ctx.ws.duck, plan, user_id, n)
+        return _exec_360(ctx.ws.duck, plan, user_id, n, on_found=on_found)
     st = server_state(ctx.request.app)
-    with read_cursor(st) as cur:
+    with read_cursor(st) as cur, read_cursor(st) as cur2:
         if plan.archived:
             _archive_views(ctx, cur, plan.archived)
-        return _exec_360(cur, plan, user_id, n)
+            _archive_views(ctx, cur2, plan.archived)
+        return _exec_360(cur, plan, user_id, n, cur2, on_found=on_found)
 
 
 def _archive_views(ctx: Ctx, cur: Any, tables: tuple[str, ...]) -> None:
@@ -680,8 +688,15 @@ def _archive_views(ctx: Ctx, cur: Any, tables: tuple[str, ...]) -> None:
         archived_view(shim, tn)
 
 
-def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
+_PARALLEL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="custlens-360")
+
+
+def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int, cur2: Any = None,
+              on_found: Callable[[str], None] | None = None
               ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The view's statements. With a second cursor the timeline runs on it in a worker thread while the
+    profile and tags run here, and then `on_found` (the audit record): at 1M customers the timeline took ~4 ms,
+    the profile and tags ~4 ms and the audit record's commit ~3 ms, one after the other."""
     person, members = user_id, [user_id]
     if plan.identity is not None:
         found = [r for r in cur.execute(plan.identity[0], {"uid": user_id}).fetchall() if r[0] is not None]
@@ -699,22 +714,33 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int
         if user_id not in seen or person not in seen:
             return user_id, [user_id], None, [], []
         members = [x for x in members if x in seen]
-    cur.execute(plan.profile, {"uid": person})
-    names = [d[0] for d in cur.description]
-    r = cur.fetchone()
+    tl = plan.members_sql("timeline", len(members))
+    later = None
+    if tl is not None and cur2 is not None:
+        later = _PARALLEL.submit(_timeline_360, cur2, tl, members, n)
+    try:
+        cur.execute(plan.profile, {"uid": person})
+        names = [d[0] for d in cur.description]
+        r = cur.fetchone()
+        tags: list[dict[str, Any]] = []
+        if r is not None and plan.tags is not None:
+            tags = [{"tag_group": a, "tag_name": b, "tag_value": c} for a, b, c in
+                    cur.execute(plan.members_sql("tags", len(members)), _member_params(members)).fetchall()]
+        if r is not None and on_found is not None:
+            on_found(person)
+    finally:
+        timeline = later.result() if later is not None else None  # the cursor goes back to the pool idle
     if r is None:
         return person, members, None, [], []
     row = {k: _plain(v) for k, v in zip(names, r, strict=True)}
-    tags: list[dict[str, Any]] = []
-    if plan.tags is not None:
-        tags = [{"tag_group": a, "tag_name": b, "tag_value": c}
-                for a, b, c in cur.execute(plan.members_sql("tags", len(members)), _member_params(members)).fetchall()]
-    timeline: list[dict[str, Any]] = []
-    tl = plan.members_sql("timeline", len(members))
-    if tl is not None:
-        for kind, tm, payload in cur.execute(tl, {**_member_params(members), "n": n}).fetchall():
-            timeline.append({"kind": kind, "time": _plain(tm), **json.loads(payload)})
+    if timeline is None:
+        timeline = _timeline_360(cur, tl, members, n) if tl is not None else []
     return person, members, row, tags, timeline
+
+
+def _timeline_360(cur: Any, sql: str, members: list[str], n: int) -> list[dict[str, Any]]:
+    return [{"kind": kind, "time": _plain(tm), **json.loads(payload)}
+            for kind, tm, payload in cur.execute(sql, {**_member_params(members), "n": n}).fetchall()]
 
 
 def _plain(v: Any) -> Any:
