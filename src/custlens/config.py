@@ -109,6 +109,8 @@ class ServerConfig(_M):
     port: int = 8765
     spool_limit_mb: int = 256
     dedup_window_days: int = 7
+    # collected events are parsed and mapped in this many separate processes (0: in the writer thread)
+    map_processes: int = Field(default=1, ge=0, le=1)
 
 
 class Config(_M):
@@ -186,6 +188,7 @@ approval_ttl_hours = 4.0
 [server]
 host = "127.0.0.1"
 port = 8765
+# map_processes = 1            # collected events are mapped in a separate process (0: in the server process)
 """
 
 

@@ -252,7 +252,7 @@ class Collector:
         self.spool.open(committed_offset(con), tag_of)
         self._reload_keys(force=True)
         self.spool.start()
-        self.writer = Writer(self.ws, self.spool)
+        self.writer = Writer(self.ws, self.spool, map_processes=self.ws.config.server.map_processes)
         if self.with_writer:
             self.writer.start()
 

@@ -460,14 +460,165 @@ class _SeenIds:
             self.extra, self.n_extra = [], 0
 
 
+@dataclass
+class Staged:
+    """One batch of spool records mapped ahead of its transaction (in the writer or in a mapper process).
+
+    Every event is mapped as if it were new (no collision); the transaction then decides, in spool order,
+    which are duplicates, which collide (those few are mapped again, in the writer, with the collision
+    flag) and which are stored. `events` holds the rows of the events that mapped, in event order, with the
+    ip protected; `pos[i]` is event i's row in it (-1: its mapping failed, see `errors`)."""
+
+    # per event, in spool order: (kind "e"/"r", write key name, received at, message id, payload hash, bad_id)
+    meta: list[tuple[str, str, float, str, str, str | None]]
+    pos: list[int]
+    events: pa.Table
+    errors: dict[int, tuple[str, str, str]]  # event → (type, message JSON, error) for a failed mapping
+    links: dict[int, tuple[str, str, datetime]]  # event → (anonymous_id, user_id, time) of an identify with both
+    where: list[tuple[int, int]]  # event → (record index, item index) to re-read its message
+    bad_rows: list[tuple[Any, ...]]  # records that were bad before any event was read from them
+    received: dict[str, int]  # write key → events received in those bad records
+    tags: Counter[str]  # write key → records counted by the spool's pending tally, from those bad records
+    load_id: str
+
+
+def stage(payloads: list[bytes], tz: str, key: bytes, load_id: str, ip: IpProtector | None = None) -> Staged:
+    """Parse and map one batch of spool records (pure: the same input gives the same rows, but for the ip
+    ciphertexts' random nonces). Runs in a mapper process (`_stage_remote`) or in the writer thread."""
+    loads = orjson.loads  # the same parser the request handler validated the body with
+    bad_rows: list[tuple[Any, ...]] = []
+    received: Counter[str] = Counter()
+    tags: Counter[str] = Counter()
+    meta: list[tuple[str, str, float, str, str, str | None]] = []
+    where: list[tuple[int, int]] = []
+    msgs: list[dict[str, Any]] = []
+    ips_in: list[Any] = []
+    for ri, p in enumerate(payloads):
+        r = loads(p)
+        t_ = r["t"]
+        if t_ == "q":
+            name, at, rip = r["k"], r["at"], r.get("ip")
+            try:
+                items = expand(r)
+            except Exception as e:  # noqa: BLE001 — cannot happen for a record the handler built; keep it anyway
+                items = []
+                n = int(r.get("n", 0))
+                received[name] += n
+                tags[name] += n
+                bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, r.get("kind"),
+                                 json.dumps(r.get("body"), ensure_ascii=False, default=str),
+                                 f"mapping failed: {e!r}", r.get("vv")))
+            for ii, (mid, m) in enumerate(items):
+                meta.append(("e", name, at, mid, payload_hash(m), None))
+                where.append((ri, ii))
+                msgs.append(m)
+                ips_in.append(rip)
+        elif t_ == "b":
+            name = r["k"]
+            received[name] += 1
+            tags[name] += 1
+            bad_rows.append((r.get("bad_id") or uuid.uuid4().hex, _local(r["at"], tz), name,
+                             r.get("kind"), r.get("raw"), r.get("err"), r.get("vv")))
+        else:  # "e" (one event per record) and "r" (a replayed bad row)
+            m = r["m"]
+            meta.append((t_, r["k"], r["at"], r["id"], r.get("h") or payload_hash(m), r.get("bad_id")))
+            where.append((ri, -1))
+            msgs.append(m)
+            ips_in.append(r.get("ip"))
+    times = _Times(tz)
+    rows: list[tuple[Any, ...]] = []
+    ips: list[Any] = []
+    sources: list[str] = []
+    pos: list[int] = []
+    errors: dict[int, tuple[str, str, str]] = {}
+    links: dict[int, tuple[str, str, datetime]] = {}
+    for i, m in enumerate(msgs):
+        _, name, at, mid, _, _ = meta[i]
+        try:
+            row, rip = _map(m, at, ips_in[i], mid, False, times, key)
+        except Exception as e:  # noqa: BLE001 — a record the mapping cannot handle becomes a bad row
+            pos.append(-1)
+            errors[i] = (m.get("type"), json.dumps(m, ensure_ascii=False, default=str), f"mapping failed: {e!r}")
+            continue
+        pos.append(len(rows))
+        rows.append(row)
+        ips.append(rip)
+        sources.append(name)
+        if m.get("type") == "identify" and row[1] and row[2]:
+            links[i] = (row[2], row[1], row[4])
+    return Staged(meta=meta, pos=pos, events=_events_table(rows, sources, ips, load_id, ip or IpProtector(key)),
+                  errors=errors, links=links, where=where, bad_rows=bad_rows, received=dict(received), tags=tags,
+                  load_id=load_id)
+
+
+def _events_table(rows: list[tuple[Any, ...]], sources: list[str], ips: list[Any], load_id: str,
+                  ip: IpProtector) -> pa.Table:
+    """The canonical events rows as one Arrow table; the ip column protected once per distinct address."""
+    n = len(rows)
+    cols: dict[str, Any] = dict(zip(_ROW_COLUMNS, zip(*rows, strict=True), strict=True)) if n else {}
+    cols["ip"], cols["ip_pseudo"], cols["ip_enc"] = ip(ips)
+    src = {name: SOURCE_PREFIX + name for name in set(sources)}
+    cols["_source"] = [src[s_] for s_ in sources]
+    arrays = []
+    for c in EVENT_COLUMNS:
+        typ = EVENT_SCHEMA.field(c).type
+        if c in cols:
+            arrays.append(pa.array(cols[c], typ))
+        elif c == "_load_id":
+            arrays.append(pa.array([load_id] * n, typ))
+        else:
+            arrays.append(pa.nulls(n, typ))
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+_REMOTE_IP: IpProtector | None = None  # the mapper process's ip protector (its caches live across batches)
+
+
+def _stage_remote(payloads: list[bytes], tz: str, key: bytes, load_id: str) -> tuple[Staged, bytes]:
+    """`stage` in a mapper process; the events travel back as Arrow IPC (cheaper than pickled rows)."""
+    global _REMOTE_IP  # noqa: PLW0603
+    if _REMOTE_IP is None or _REMOTE_IP.key != key:
+        _REMOTE_IP = IpProtector(key)
+    st = stage(payloads, tz, key, load_id, _REMOTE_IP)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, st.events.schema) as w:
+        w.write_table(st.events)
+    st.events = pa.table({})
+    return st, sink.getvalue().to_pybytes()
+
+
+def _mapper_init(parent: int) -> None:
+    """In the mapper process: exit when the server process is gone (a SIGKILL leaves no one to shut the
+    pool down; the mapper would otherwise live on, reparented)."""
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="custlens-mapper-watch", daemon=True).start()
+
+
+def _staged_from_remote(res: tuple[Staged, bytes]) -> Staged:
+    st, ipc = res
+    st.events = pa.ipc.open_stream(ipc).read_all()
+    return st
+
+
 class Writer:
     """Moves durable spool records into the warehouse, one transaction per batch (offset included).
 
     Under light load it lingers up to `linger_s` for more records so a transaction covers many requests.
+
+    With `map_processes=1` the records are parsed and mapped (the per-event Python work: ~85% of the
+    writer's time) in a separate process, one batch ahead of the transaction that stores the previous one:
+    the server's request handling and the mapping no longer share one GIL. The transaction — dedup
+    decisions, inserts, counters, the spool offset — stays here, in spool order, so what is stored is the
+    same either way (a test compares the two).
     """
 
     def __init__(self, ws: Workspace, spool: Spool, *, batch_bytes: int = 4 * 1024 * 1024,
-                 linger_s: float = 0.05) -> None:
+                 linger_s: float = 0.05, map_processes: int = 0) -> None:
         self.ws = ws
         self.spool = spool
         self.batch_bytes = batch_bytes
@@ -484,6 +635,9 @@ class Writer:
         self._last_purge = 0.0
         self._ip: IpProtector | None = None
         self._seen: _SeenIds | None = None  # built on the first batch (the tables exist by then)
+        self.map_processes = map_processes
+        self._pool: Any = None  # the mapper process pool, started with the first batch
+        self._ahead: tuple[int, Any, list[bytes], int] | None = None  # (start, future, payloads, end) mapped ahead
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="custlens-writer", daemon=True)
@@ -501,6 +655,12 @@ class Writer:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self.close_pool()
+
+    def close_pool(self) -> None:
+        pool, self._pool, self._ahead = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self) -> None:
         backoff = 0.1
@@ -523,25 +683,81 @@ class Writer:
     def drain(self) -> int:
         """Process everything durable now (offline use); returns the number of records processed."""
         n = 0
-        while True:
-            k = self.step()
-            if k == 0:
-                return n
-            n += k
+        try:
+            while True:
+                k = self.step()
+                if k == 0:
+                    return n
+                n += k
+        finally:
+            self.close_pool()
 
     def step(self) -> int:
         """Process one batch of records; 0 when the spool is drained."""
         if self.pos >= self.spool.durable_end:
+            self._ahead = None
             self._maybe_purge()
             return 0
-        payloads, end = self.spool.read(self.pos, self.batch_bytes)
+        try:
+            staged, payloads, end = self._next_batch()
+        except Exception:
+            self._ahead = None
+            raise
         if not payloads:
             return 0
-        loads = orjson.loads  # the same parser the request handler validated the body with
-        self._commit([loads(p) for p in payloads], end)
+        ahead = None
+        if self._pool is not None and end < self.spool.durable_end:
+            ahead = self._submit(end)  # the mapper works on the next batch while this one commits
+        try:
+            self._commit_staged(staged, payloads, end)
+        except BaseException:
+            self._ahead = None
+            raise
+        self._ahead = ahead
         self.pos = end
         self.batches += 1
         return len(payloads)
+
+    def _load_id(self) -> str:
+        return "collect-" + uuid.uuid4().hex[:12]
+
+    def _submit(self, start: int) -> tuple[int, Any, list[bytes], int] | None:
+        payloads, end = self.spool.read(start, self.batch_bytes)
+        if not payloads:
+            return None
+        fut = self._pool.submit(_stage_remote, payloads, self.tz, bytes(self.ws.key), self._load_id())
+        return start, fut, payloads, end
+
+    def _next_batch(self) -> tuple[Staged | None, list[bytes], int]:
+        """This batch's records, staged: by the mapper process when there is one (the batch it mapped ahead,
+        if that started here), else here. A mapper that fails is shut down and the batch staged here."""
+        if self.map_processes > 0 and self._pool is None:
+            import multiprocessing  # noqa: PLC0415
+            from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+            # spawn, not fork: this process runs threads (the server, DuckDB) that a fork would copy mid-flight
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_mapper_init, initargs=(os.getpid(),))
+        if self._pool is not None:
+            ahead = self._ahead if self._ahead is not None and self._ahead[0] == self.pos else None
+            self._ahead = None
+            ahead = ahead or self._submit(self.pos)
+            if ahead is None:
+                return None, [], self.pos
+            _, fut, payloads, end = ahead
+            try:
+                return _staged_from_remote(fut.result()), payloads, end
+            except Exception:  # noqa: BLE001 — a broken or killed mapper: map here from now on
+                log.exception("collect writer: the mapper process failed; mapping in the writer thread")
+                self.close_pool()
+                self.map_processes = 0
+        payloads, end = self.spool.read(self.pos, self.batch_bytes)
+        if not payloads:
+            return None, [], end
+        key = bytes(self.ws.key)
+        if self._ip is None or self._ip.key != key:
+            self._ip = IpProtector(key)
+        return stage(payloads, self.tz, key, self._load_id(), self._ip), payloads, end
 
     def _maybe_purge(self) -> None:
         if time.monotonic() - self._last_purge < 3600:
@@ -551,46 +767,32 @@ class Writer:
         if self._seen is not None:
             self._seen.reload()
 
+    def _message(self, payloads: list[bytes], where: tuple[int, int]) -> tuple[dict[str, Any], Any]:
+        """(message, client ip) of one event, re-read from its spool record (for the rare event mapped a
+        second time)."""
+        r = orjson.loads(payloads[where[0]])
+        return (expand(r)[where[1]][1] if where[1] >= 0 else r["m"]), r.get("ip")
+
     def _commit(self, recs: list[dict[str, Any]], end: int) -> None:
+        """Store already parsed records (tests and tools): staged here, then one transaction."""
+        payloads = [orjson.dumps(r) for r in recs]
+        key = bytes(self.ws.key)
+        self._commit_staged(stage(payloads, self.tz, key, self._load_id(), IpProtector(key)), payloads, end)
+
+    def _commit_staged(self, st: Staged, payloads: list[bytes], end: int) -> None:
         con = self.con
         key = self.ws.key
         tz = self.tz
         now = datetime.now(_zone(tz)).replace(tzinfo=None)
-        load_id = "collect-" + uuid.uuid4().hex[:12]
         counts: dict[str, _KeyCounts] = defaultdict(_KeyCounts)
-        tags: Counter[str] = Counter()
-        bad_rows: list[tuple[Any, ...]] = []
-        # (record kind "e"/"r", key name, received at, client ip, message id, hash or None, message, bad_id)
-        evs: list[tuple[str, str, float, Any, str, str | None, dict[str, Any], str | None]] = []
-        for r in recs:
-            t_ = r["t"]
-            if t_ == "q":
-                name, at, ip = r["k"], r["at"], r.get("ip")
-                try:
-                    items = expand(r)
-                except Exception as e:  # noqa: BLE001 — cannot happen for a record the handler built; keep it anyway
-                    items = []
-                    n = int(r.get("n", 0))
-                    counts[name].received += n
-                    counts[name].bad += n
-                    tags[name] += n
-                    bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, r.get("kind"),
-                                     json.dumps(r.get("body"), ensure_ascii=False, default=str),
-                                     f"mapping failed: {e!r}", r.get("vv")))
-                for mid, m in items:
-                    evs.append(("e", name, at, ip, mid, None, m, None))
-            elif t_ == "b":
-                name = r["k"]
-                c = counts[name]
-                c.received += 1
-                c.bad += 1
-                tags[name] += 1
-                bad_rows.append((r.get("bad_id") or uuid.uuid4().hex, _local(r["at"], tz), name,
-                                 r.get("kind"), r.get("raw"), r.get("err"), r.get("vv")))
-            else:  # "e" (one event per record) and "r" (a replayed bad row)
-                evs.append((t_, r["k"], r["at"], r.get("ip"), r["id"], r.get("h"), r["m"], r.get("bad_id")))
-        replay_ids = [e[7] for e in evs if e[0] == "r"]
-        mids = list({e[4] for e in evs})
+        tags: Counter[str] = Counter(st.tags)
+        bad_rows: list[tuple[Any, ...]] = list(st.bad_rows)
+        for name, n in st.received.items():
+            counts[name].received += n
+            counts[name].bad += n
+        meta = st.meta
+        replay_ids = [e[5] for e in meta if e[0] == "r"]
+        mids = list({e[3] for e in meta})
         con.execute("BEGIN TRANSACTION")
         try:
             live_bad: set[str] = set()
@@ -619,13 +821,15 @@ class Writer:
                             [now - self.window]).fetchall():
                         seen.setdefault(mid, {})[h] = eid
                     con.unregister("_mids")
-            rows: list[tuple[Any, ...]] = []
-            sources: list[str] = []
-            ips: list[Any] = []
+            take: list[int] = []  # rows of st.events stored, and (as -1 - j) collision rows, in event order
+            again: list[tuple[Any, ...]] = []  # collision rows, mapped here with their flag
+            again_src: list[str] = []
+            again_ips: list[Any] = []
             dedup_rows: list[tuple[str, str, str]] = []
             links: dict[tuple[str, str], datetime] = {}
             times = _Times(tz)
-            for t_, name, at, rec_ip, mid, h, m, bad_id in evs:
+            pos, errors, st_links = st.pos, st.errors, st.links
+            for i, (t_, name, at, mid, h, bad_id) in enumerate(meta):
                 c = counts[name]
                 if t_ == "r":
                     if bad_id not in live_bad:
@@ -636,8 +840,6 @@ class Writer:
                 else:
                     c.received += 1
                     tags[name] += 1
-                if h is None:
-                    h = payload_hash(m)
                 known = seen.get(mid)
                 if known is None:
                     known = seen[mid] = {}
@@ -646,26 +848,39 @@ class Writer:
                     continue
                 collision = bool(known)
                 eid = f"{mid}~{h[:12]}" if collision else mid
-                try:
-                    row, ip = _map(m, at, rec_ip, eid, collision, times, key)
-                except Exception as e:  # noqa: BLE001 — a record the mapping cannot handle becomes a bad row
+                link = st_links.get(i)
+                if collision:
+                    m, rec_ip = self._message(payloads, st.where[i])
+                    try:
+                        row, ip = _map(m, at, rec_ip, eid, True, times, key)
+                    except Exception as e:  # noqa: BLE001
+                        c.bad += 1
+                        bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, m.get("type"),
+                                         json.dumps(m, ensure_ascii=False, default=str), f"mapping failed: {e!r}",
+                                         VALIDATOR_VERSION_STORED))
+                        continue
+                    take.append(-1 - len(again))
+                    again.append(row)
+                    again_src.append(name)
+                    again_ips.append(ip)
+                    link = (row[2], row[1], row[4]) if m.get("type") == "identify" and row[1] and row[2] else None
+                elif pos[i] < 0:
+                    typ, mjson, err = errors[i]
                     c.bad += 1
-                    bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, m.get("type"),
-                                     json.dumps(m, ensure_ascii=False, default=str), f"mapping failed: {e!r}",
+                    bad_rows.append((uuid.uuid4().hex, _local(at, tz), name, typ, mjson, err,
                                      VALIDATOR_VERSION_STORED))
                     continue
+                else:
+                    take.append(pos[i])
                 known[h] = eid
                 c.stored += 1
                 c.collisions += collision
                 dedup_rows.append((mid, h, eid))
-                rows.append(row)
-                sources.append(name)
-                ips.append(ip)
-                if m.get("type") == "identify" and row[1] and row[2]:
-                    k2 = (row[2], row[1])
-                    links[k2] = min(links.get(k2, row[4]), row[4])
-            if rows:
-                self._insert_events(rows, sources, ips, dedup_rows, now, load_id)
+                if link is not None:
+                    k2 = (link[0], link[1])
+                    links[k2] = min(links.get(k2, link[2]), link[2])
+            if take:
+                self._insert_events(st, take, again, again_src, again_ips, dedup_rows, now)
             if links:
                 ks = list(links)
                 con.register("_ln", pa.table({
@@ -701,29 +916,23 @@ class Writer:
         if batch_hashes is not None and self._seen is not None:
             self._seen.add(batch_hashes)
 
-    def _insert_events(self, rows: list[tuple[Any, ...]], sources: list[str], ips: list[Any],
-                       dedup_rows: list[tuple[str, str, str]], now: datetime, load_id: str) -> None:
-        """One Arrow table → one INSERT for the events, one for their dedup entries. The ip column is protected
-        once per distinct address of the batch."""
+    def _insert_events(self, st: Staged, take: list[int], again: list[tuple[Any, ...]], again_src: list[str],
+                       again_ips: list[Any], dedup_rows: list[tuple[str, str, str]], now: datetime) -> None:
+        """One Arrow table → one INSERT for the events, one for their dedup entries: the staged rows kept, and
+        the collision rows mapped here, in event order."""
         con = self.con
-        n = len(rows)
-        cols = dict(zip(_ROW_COLUMNS, zip(*rows, strict=True), strict=True))
-        key = bytes(self.ws.key)
-        if self._ip is None or self._ip.key != key:
-            self._ip = IpProtector(key)
-        cols["ip"], cols["ip_pseudo"], cols["ip_enc"] = self._ip(ips)
-        src = {name: SOURCE_PREFIX + name for name in set(sources)}
-        cols["_source"] = [src[s_] for s_ in sources]
-        arrays = []
-        for c in EVENT_COLUMNS:
-            typ = EVENT_SCHEMA.field(c).type
-            if c in cols:
-                arrays.append(pa.array(cols[c], typ))
-            elif c == "_load_id":
-                arrays.append(pa.array([load_id] * n, typ))
-            else:
-                arrays.append(pa.nulls(n, typ))
-        con.register("_ev", pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA))
+        tbl = st.events
+        if again:
+            key = bytes(self.ws.key)
+            if self._ip is None or self._ip.key != key:
+                self._ip = IpProtector(key)
+            extra = _events_table(again, again_src, again_ips, st.load_id, self._ip)
+            base = tbl.num_rows
+            tbl = pa.concat_tables([tbl, extra])
+            take = [t_ if t_ >= 0 else base + (-1 - t_) for t_ in take]
+        if len(take) != tbl.num_rows or take != list(range(tbl.num_rows)):
+            tbl = tbl.take(pa.array(take, pa.int64()))
+        con.register("_ev", tbl)
         con.execute("INSERT INTO events BY NAME SELECT * FROM _ev")
         con.unregister("_ev")
         d0, d1, d2 = zip(*dedup_rows, strict=True)
