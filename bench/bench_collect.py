@@ -208,44 +208,53 @@ def run(size: str = "S", clients: tuple[str, ...] | None = None) -> list[dict]:
     elif "wrk" in clients and not have_wrk:
         print("bench_collect: wrk is not installed (apt-get install wrk); using httpx", file=sys.stderr)
         clients = tuple(c for c in clients if c != "wrk") or ("httpx",)
-    plan = [(f"{case}-{cl}", case, cl) for cl in clients for case in ("single", "batch100")]
+    # each case twice, side by side: events mapped in the mapper process (the default) and in the server's
+    # own writer thread (server.map_processes = 0, the layout before the mapper process)
+    plan = [(f"{case}-{cl}-m{mp}", case, cl, mp) for mp in (1, 0) for cl in clients for case in ("single", "batch100")]
     rows = []
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "ws"
         ws = custlens.init(root)
-        keys = {name: create_write_key(ws.duck, name.replace("-", "_")) for name, _, _ in plan}
+        keys = {name: create_write_key(ws.duck, name.replace("-", "_")) for name, _, _, _ in plan}
         ws.close()
         script = Path(d) / "collect.lua"
         script.write_text(LUA, encoding="utf-8")
-        proc, url = _start(root)
-        try:
-            for name, case, client in plan:
-                key, kname = keys[name], name.replace("-", "_")
-                per = 1 if case == "single" else 100
-                tag = f"{kname}-{uuid.uuid4().hex[:6]}"
-                if client == "wrk":
-                    conns = c_single if per == 1 else c_batch
-                    calls = single_calls * 10 if per == 1 else batch_calls * 10
-                    acked, p50, p99, secs, errors = _load_wrk(url, key, per_call=per, connections=conns,
-                                                              seconds=wrk_s, max_requests=calls, script=script,
-                                                              tag=tag)
-                    conc = f"wrk 2 threads, {conns} connections"
-                else:
-                    th = th_single if per == 1 else th_batch
-                    acked, lat, secs = _load_httpx(url, key, calls=single_calls if per == 1 else batch_calls,
-                                                   per_call=per, threads=th, cap_s=cap, tag=tag)
-                    p50, p99, errors = _pct(lat, 0.5), _pct(lat, 0.99), 0
-                    conc = f"httpx {th} threads"
-                t_end = time.perf_counter()
-                st = _drain(url, key, kname, cap)
-                e2e = secs + (time.perf_counter() - t_end)
-                k = st["keys"].get(kname, {})
-                rows.append({"suite": "collect", "case": case, "impl": f"custlens serve ({client})",
-                             "seconds": e2e, "rows": acked, "events_per_s_acked": acked / secs,
-                             "events_per_s_stored": acked / e2e, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
-                             "stored": k.get("stored"), "client": conc, "errors": errors, "key": kname})
-        finally:
-            _stop(proc)
+        toml = root / "custlens.toml"
+        base_toml = toml.read_text(encoding="utf-8")
+        for mp in (1, 0):
+            toml.write_text(base_toml.replace("[server]\n", f"[server]\nmap_processes = {mp}\n"), encoding="utf-8")
+            proc, url = _start(root)
+            try:
+                for name, case, client, m in plan:
+                    if m != mp:
+                        continue
+                    key, kname = keys[name], name.replace("-", "_")
+                    per = 1 if case == "single" else 100
+                    tag = f"{kname}-{uuid.uuid4().hex[:6]}"
+                    if client == "wrk":
+                        conns = c_single if per == 1 else c_batch
+                        calls = single_calls * 10 if per == 1 else batch_calls * 10
+                        acked, p50, p99, secs, errors = _load_wrk(url, key, per_call=per, connections=conns,
+                                                                  seconds=wrk_s, max_requests=calls, script=script,
+                                                                  tag=tag)
+                        conc = f"wrk 2 threads, {conns} connections"
+                    else:
+                        th = th_single if per == 1 else th_batch
+                        acked, lat, secs = _load_httpx(url, key, calls=single_calls if per == 1 else batch_calls,
+                                                       per_call=per, threads=th, cap_s=cap, tag=tag)
+                        p50, p99, errors = _pct(lat, 0.5), _pct(lat, 0.99), 0
+                        conc = f"httpx {th} threads"
+                    t_end = time.perf_counter()
+                    st = _drain(url, key, kname, cap)
+                    e2e = secs + (time.perf_counter() - t_end)
+                    k = st["keys"].get(kname, {})
+                    impl = f"custlens serve ({client})" + ("" if mp else ", mapping in the server process")
+                    rows.append({"suite": "collect", "case": case, "impl": impl,
+                                 "seconds": e2e, "rows": acked, "events_per_s_acked": acked / secs,
+                                 "events_per_s_stored": acked / e2e, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
+                                 "stored": k.get("stored"), "client": conc, "errors": errors, "key": kname})
+            finally:
+                _stop(proc)
         ws = custlens.open(root)
         try:
             for r in rows:
