@@ -773,12 +773,6 @@ class Writer:
         r = orjson.loads(payloads[where[0]])
         return (expand(r)[where[1]][1] if where[1] >= 0 else r["m"]), r.get("ip")
 
-    def _commit(self, recs: list[dict[str, Any]], end: int) -> None:
-        """Store already parsed records (tests and tools): staged here, then one transaction."""
-        payloads = [orjson.dumps(r) for r in recs]
-        key = bytes(self.ws.key)
-        self._commit_staged(stage(payloads, self.tz, key, self._load_id(), IpProtector(key)), payloads, end)
-
     def _commit_staged(self, st: Staged, payloads: list[bytes], end: int) -> None:
         con = self.con
         key = self.ws.key
