@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pandas as pd
 import pytest
 
 from custlens.analytics.activity import activity, activity_expr
@@ -91,3 +92,52 @@ def test_activity_breakdown_and_expr(aws):
         activity(aws, visit="hour")
     with pytest.raises(ValidationError):
         activity(aws, breakdown="no_such_column")
+
+
+def _reference(events: list[tuple], as_of: date, visit: str) -> dict[str, tuple]:
+    """Brute force: per user, first/last visit day and the distinct visit keys per window."""
+    from datetime import datetime  # noqa: PLC0415
+
+    a4, a3 = as_of - timedelta(days=28), as_of - timedelta(days=90)
+    gap = a4 - timedelta(days=30)
+    per: dict[str, list[tuple[date, str]]] = {}
+    for _, uid, _, _, ts, sess in events:
+        d = datetime.fromisoformat(ts).date()
+        if uid is None or d > as_of:
+            continue
+        per.setdefault(uid, []).append((d, (sess or d.isoformat()) if visit == "session" else d.isoformat()))
+    out = {}
+    for uid, evs in per.items():
+        def n(cond, evs=evs):
+            return len({k for d, k in evs if cond(d)})
+        out[uid] = (min(d for d, _ in evs), max(d for d, _ in evs), n(lambda d: d > a4), n(lambda d: d > a3),
+                    n(lambda d: gap < d <= a4) == 0 and n(lambda d: d > a4) > 0 and n(lambda d: d <= gap) > 0)
+    return out
+
+
+@pytest.mark.parametrize("visit", ["day", "session"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_visit_counts_match_a_brute_force_count(ws, visit, seed):
+    """Random events over a year, sessions that span midnight and the window edges (the last 90 days are
+    counted per visit, older events only move first/last visit and 'visited before the silence')."""
+    import random  # noqa: PLC0415
+
+    rnd = random.Random(seed)
+    as_of = date(2024, 6, 30)
+    ev = []
+    for i in range(3000):
+        uid = f"u{rnd.randint(1, 80)}"
+        t = date(2023, 7, 1) + timedelta(days=rnd.randrange(380))
+        ts = f"{t.isoformat()} {rnd.choice(['00:30:00', '12:00:00', '23:50:00'])}"
+        sess = f"s{uid}-{rnd.randint(1, 400)}" if rnd.random() < 0.7 else None
+        ev.append((f"e{i}", uid, None, "view", ts, sess))
+    ws.duck.executemany("INSERT INTO events (event_id, user_id, anonymous_id, event, event_time, session_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", ev)
+    got = activity_expr(ws, as_of=as_of, visit=visit).to_pandas().set_index("user_id")
+    want = _reference(ev, as_of, visit)
+    assert set(got.index) == set(want)
+    for uid, (first, last, v4, v3, returning) in want.items():
+        r = got.loc[uid]
+        got_days = (pd.Timestamp(r.first_visit).date(), pd.Timestamp(r.last_visit).date())
+        assert (*got_days, int(r.visits_4w), int(r.visits_3m)) == (first, last, v4, v3), uid
+        assert bool(r.is_returning) == returning, uid

@@ -9,7 +9,7 @@ order new → churned → returning → active → silent → regular.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from custlens.analytics.base import (
     lang_of,
     parse_date,
     safe_div,
+    snapshot,
 )
 from custlens.config import ActivityConfig
 from custlens.errors import DataError, ValidationError
@@ -70,18 +71,44 @@ def activity_expr(src: Any, *, as_of: date | str | None = None, config: Activity
     e = src.table("events")
     e = e.filter(e.user_id.notnull(), in_range(e.event_time, d_from, as_of_d))
     e = e.mutate(_d=e.event_time.date())
-    key = e._d.cast("string") if visit == "day" else ibis.coalesce(e.session_id, e._d.cast("string"))
+    key = e._d if visit == "day" else ibis.coalesce(e.session_id, e._d.cast("string"))
     e = e.mutate(_k=key)
     a4 = as_of_d - timedelta(days=WINDOW_ACTIVE_DAYS)  # window (a4, as_of]
     a3 = as_of_d - timedelta(days=WINDOW_SILENT_DAYS)
     gap = a4 - timedelta(days=SILENCE_GAP_DAYS)  # silence window (gap, a4]
-    agg = e.group_by(e.user_id).aggregate(
-        first_visit=e._d.min(),
-        last_visit=e._d.max(),
-        visits_4w=e._k.nunique(where=e._d > ibis.date(a4)),
-        visits_3m=e._k.nunique(where=e._d > ibis.date(a3)),
-        visits_gap=e._k.nunique(where=(e._d > ibis.date(gap)) & (e._d <= ibis.date(a4))),
-        visits_before=e._k.nunique(where=e._d <= ibis.date(gap)),
+    # Visits in a window = distinct visit keys with an event in it. Only the last 90 days need counting
+    # (visits_4w, visits_3m, visits_gap); older events only move first/last visit and whether there was any
+    # visit before the silence window (returning needs visits_before > 0, nothing needs its count). So:
+    # the recent events go through one row per (customer, visit) with the windows it touches, then sums per
+    # customer; the older ones through one min/max per customer. The same values as COUNT(DISTINCT key)
+    # FILTER (window) over all events, which at 1M customers and 49.5M events took ~10 s for the analysis.
+    recent = e.filter(e._d > ibis.date(a3))
+    v = recent.group_by([recent.user_id, recent._k]).aggregate(
+        d_min=recent._d.min(),
+        d_max=recent._d.max(),
+        w4=(recent._d > ibis.date(a4)).any(),
+        wgap=((recent._d > ibis.date(gap)) & (recent._d <= ibis.date(a4))).any(),
+        wbefore=(recent._d <= ibis.date(gap)).any(),
+    )
+    new = v.group_by(v.user_id).aggregate(
+        r_first=v.d_min.min(),
+        r_last=v.d_max.max(),
+        visits_4w=v.w4.cast("int64").sum(),
+        visits_3m=v.count(),
+        visits_gap=v.wgap.cast("int64").sum(),
+        r_before=v.wbefore.cast("int64").max(),
+    )
+    old = e.filter(e._d <= ibis.date(a3))
+    old = old.group_by(old.user_id).aggregate(o_first=old._d.min(), o_last=old._d.max())
+    both = new.outer_join(old, new.user_id == old.user_id)
+    agg = both.select(
+        user_id=ibis.coalesce(both.user_id, both.user_id_right),
+        first_visit=ibis.coalesce(both.o_first, both.r_first),  # older events come first when there are any
+        last_visit=ibis.coalesce(both.r_last, both.o_last),
+        visits_4w=both.visits_4w.fill_null(0),
+        visits_3m=both.visits_3m.fill_null(0),
+        visits_gap=both.visits_gap.fill_null(0),
+        visits_before=ibis.cases((both.o_first.notnull(), 1), else_=both.r_before.fill_null(0)),
     )
     people = agg.select(uid=agg.user_id)
     if has_table(src, "customers"):
@@ -123,11 +150,24 @@ def activity_expr(src: Any, *, as_of: date | str | None = None, config: Activity
 
 @dataclass(frozen=True)
 class ActivityResult(Result):
-    """Status sizes and shares (per breakdown value when asked) plus the per-customer frame."""
+    """Status sizes and shares (per breakdown value when asked) plus the per-customer frame.
 
-    customers: Any = None
+    As for RFM, the per-customer rows stay in the engine (a temporary table, dropped with the result); the
+    table and summary are aggregated there, and `customers` (one row per customer, sorted by user_id) is
+    fetched on first access: at 1M customers, moving them into pandas took longer than computing them.
+    """
+
     name: str = "activity"
     lang: str = "zh"
+    snap: Any = field(default=None, repr=False, compare=False)  # the engine snapshot of the per-customer rows
+
+    @property
+    def customers(self) -> pd.DataFrame:
+        cached = self.__dict__.get("_customers")
+        if cached is None:
+            cached = _normalize_customers(frame(self.snap)) if self.snap is not None else pd.DataFrame()
+            object.__setattr__(self, "_customers", cached)
+        return cached
 
     def chart(self, lang: str | None = None) -> dict[str, Any]:
         import altair as alt  # noqa: PLC0415
@@ -155,29 +195,40 @@ def activity(ws: Any, *, as_of: date | str | None = None, config: ActivityConfig
                or default_as_of(src, ("events", "event_time")))
     expr = activity_expr(src, as_of=as_of_d, config=cfg, visit=visit, date_from=date_from)
     expr = add_breakdown(src, expr, breakdown, as_of=as_of_d)
-    cust = frame(expr).sort_values("user_id").reset_index(drop=True)
+    snap = snapshot(expr, unordered=True)
+    flags = ("new", "churned", "returning", "active", "silent")
+    sizes = frame(snap.group_by(["breakdown", "status"]).aggregate(customers=snap.count()))
+    flagged = frame(snap.aggregate(**{f: snap[f"is_{f}"].cast("int64").sum() for f in flags}))
+    lang = lang_of(src, lang)
+    rows = []
+    by = sizes.groupby("breakdown", sort=True)
+    for bk, sub in by:
+        k_of = dict(zip(sub.status, sub.customers.astype("int64"), strict=True))
+        n = int(sum(k_of.values()))
+        for s_ in STATUSES:
+            k = int(k_of.get(s_, 0))
+            rows.append({"breakdown": bk, "status": s_, "label": status_label(s_, lang), "customers": k,
+                         "share": safe_div(k, n)})
+    table = pd.DataFrame(rows, columns=["breakdown", "status", "label", "customers", "share"])
+    n = int(sizes.customers.sum()) if len(sizes) else 0
+    per_status = sizes.groupby("status").customers.sum() if len(sizes) else pd.Series(dtype="int64")
+    summary: dict[str, Any] = {"as_of": as_of_d.isoformat(), "customers": n}
+    for flag in flags:
+        v = flagged[flag].iloc[0] if len(flagged) else None
+        summary[f"{flag}_flagged"] = int(v) if n and v is not None and not pd.isna(v) else 0
+        summary[f"{flag}_share"] = safe_div(int(per_status.get(flag, 0)), n)
+    params = {"as_of": as_of_d.isoformat(), "visit": visit, "breakdown": breakdown,
+              "date_from": str(parse_date(date_from)) if date_from else None, **cfg.model_dump()}
+    return ActivityResult(table=table, params=params, summary=summary, lang=lang, snap=snap)
+
+
+def _normalize_customers(cust: pd.DataFrame) -> pd.DataFrame:
+    cust = cust.sort_values("user_id").reset_index(drop=True)
     for c in ("is_new", "is_churned", "is_returning", "is_active", "is_silent"):
         cust[c] = cust[c].astype(bool)
     for c in ("visits_4w", "visits_3m"):
         cust[c] = cust[c].astype("int64")
-    lang = lang_of(src, lang)
-    rows = []
-    for bk, sub in cust.groupby("breakdown", sort=True):
-        n = len(sub)
-        for s in STATUSES:
-            k = int((sub.status == s).sum())
-            rows.append({"breakdown": bk, "status": s, "label": status_label(s, lang), "customers": k,
-                         "share": safe_div(k, n)})
-    table = pd.DataFrame(rows, columns=["breakdown", "status", "label", "customers", "share"])
-    n = len(cust)
-    summary: dict[str, Any] = {"as_of": as_of_d.isoformat(), "customers": n}
-    for flag in ("new", "churned", "returning", "active", "silent"):
-        k = int(cust[f"is_{flag}"].sum()) if n else 0
-        summary[f"{flag}_flagged"] = k
-        summary[f"{flag}_share"] = safe_div(int((cust.status == flag).sum()), n)
-    params = {"as_of": as_of_d.isoformat(), "visit": visit, "breakdown": breakdown,
-              "date_from": str(parse_date(date_from)) if date_from else None, **cfg.model_dump()}
-    return ActivityResult(table=table, params=params, summary=summary, customers=cust, lang=lang)
+    return cust
 
 
 def register_cli(analyze_app: Any) -> None:
