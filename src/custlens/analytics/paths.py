@@ -23,6 +23,7 @@ from custlens.analytics._time import (
     person_expr,
     seconds,
 )
+from custlens.analytics.base import person_key
 from custlens.errors import ValidationError
 from custlens.i18n import register, t
 from custlens.results import Result, _records
@@ -90,6 +91,9 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
     ev = ev.select(person=person_expr(ev), event=ev.event, event_time=ev.event_time,
                    eid=ev.event_id.cast("string").coalesce(ibis.literal("")), ts=seconds(ev.event_time))
     ev = ev.filter(ev.person.notnull() & ev.event.notnull())
+    # Persons are only partitions here (no output names them): their 64-bit hash sorts much faster than
+    # the id strings in the per-person windows below (see analytics.base.person_key).
+    ev = ev.mutate(person=person_key(ev, ev.person))
     # one sort per person: the gap to the previous event opens a session; a repeat of the previous
     # event inside a session is collapsed (the previous row is in the same session unless this opens one)
     wp = ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid])
