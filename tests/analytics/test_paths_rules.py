@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from custlens.analytics.paths import paths
@@ -71,3 +72,41 @@ def test_paths_custom_gap_and_errors_and_chart(ws):
     spec = paths(ws).chart()
     assert spec["mark"]["type"] == "bar"
     assert "sankey" in paths(ws).to_dict()
+
+
+@pytest.mark.parametrize(("start", "end", "steps", "vocab"), [
+    (None, None, 5, 5), ("home", None, 4, 5), (None, "cart", 3, 5), ("list", "cart", 6, 5), ("nope", None, 3, 5),
+    (None, None, 2, 5),
+    (None, None, 20, 12),  # 13^20 paths do not fit one int64 key: rows of codes are counted instead
+])
+def test_fast_path_equals_the_window_definition(ws, start, end, steps, vocab):
+    """The numpy walk (DuckDB) and the window functions (the definition, what Spark runs) agree on random
+    events: anonymous and identified persons, ties in time broken by event id, repeats, gaps around 30 min,
+    and batches that split a person (the walk carries the last person over to the next batch)."""
+    import random  # noqa: PLC0415
+
+    from custlens.analytics import _paths_fast  # noqa: PLC0415
+
+    rnd = random.Random(f"{start}{end}{steps}{vocab}")
+    evs = ["home", "list", "item", "cart", "pay"] + [f"x{k}" for k in range(vocab - 5)]
+    rows, t = [], {}
+    for _ in range(4000):
+        u = f"u{rnd.randint(1, 120)}"
+        t[u] = t.get(u, 0) + rnd.choice([0, 0, 1, 5, 29, 30, 31, 90])  # 0: ties in time
+        anon = rnd.random() < 0.15
+        rows.append((f"e{rnd.randint(0, 10**9):010d}", None if anon else u, u if anon else None,
+                     rnd.choice(evs), T0 + timedelta(minutes=t[u], seconds=rnd.choice([0, 0, 30]))))
+    ws.duck.executemany("insert into events (event_id, user_id, anonymous_id, event, event_time) values (?,?,?,?,?)",
+                        rows)
+    old_batch = _paths_fast._BATCH
+    _paths_fast._BATCH = 333  # many batches, persons split across them
+    try:
+        fast = paths(ws, start_event=start, end_event=end, max_steps=steps, top=1000)
+    finally:
+        _paths_fast._BATCH = old_batch
+    ref = paths(ws, start_event=start, end_event=end, max_steps=steps, top=1000, fast=False)
+    assert fast.summary == ref.summary
+    if start != "nope":
+        assert ref.summary["sessions"] > 20
+    for a in ("table", "transitions", "step_matrix", "nodes", "links"):
+        pd.testing.assert_frame_equal(getattr(fast, a), getattr(ref, a), check_dtype=False)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import pandas as pd
 
+from custlens.analytics import _paths_fast
 from custlens.analytics._time import (
     date_bounds,
     events_table,
@@ -79,8 +80,11 @@ class PathsResult(Result):
 
 def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str | None = None,
           end_event: str | None = None, max_steps: int = 5, top: int = 20, date_from: Any = None,
-          date_to: Any = None, as_of: Any = None) -> PathsResult:
-    """Most common in-session paths (from start_event, or leading to end_event), transitions and steps."""
+          date_to: Any = None, as_of: Any = None, fast: bool = True) -> PathsResult:
+    """Most common in-session paths (from start_event, or leading to end_event), transitions and steps.
+
+    On DuckDB the sessions are walked in numpy after one sort (`_paths_fast`); `fast=False`, and other
+    engines, compute them with the window functions that define them (`_path_counts`)."""
     if not 2 <= int(max_steps) <= 20:
         raise ValidationError(t("paths.bad_steps"), where="max_steps", fix=t("paths.bad_steps.fix"))
     n = int(max_steps)
@@ -94,6 +98,36 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
     # Persons are only partitions here (no output names them): their 64-bit hash sorts much faster than
     # the id strings in the per-person windows below (see analytics.base.person_key).
     ev = ev.mutate(person=person_key(ev, ev.person))
+    if fast and _paths_fast.available(ws):
+        pc_df = _paths_fast.path_counts(ws, ev, gap, n, start_event, end_event)
+        pc = ibis.memtable(pc_df, schema={**{f"s{k}": "string" for k in range(1, n + 1)}, "count": "int64"})
+    else:
+        pc = _path_counts(ev, gap, n, start_event, end_event)
+    with materialized(ws, pc) as pc:
+        links, matrix, top_paths, total = _from_path_counts(pc, n, top)
+    trans = (links.groupby(["event", "nxt"], as_index=False, sort=False)["count"].sum()
+             .sort_values(["count", "event", "nxt"], ascending=[False, True, True], kind="stable")
+             .head(top).reset_index(drop=True))
+    trans = trans.rename(columns={"event": "from", "nxt": "to"})
+    top_paths["share"] = top_paths["count"] / total if total else 0.0
+
+    links = links.rename(columns={"event": "source_event", "nxt": "target_event"})
+    links["source"] = [f"{s}_{e}" for s, e in zip(links["step"], links["source_event"], strict=True)]
+    links["target"] = [f"{s + 1}_{e}" for s, e in zip(links["step"], links["target_event"], strict=True)]
+    nodes = matrix.assign(id=[f"{s}_{e}" for s, e in zip(matrix["step"], matrix["event"], strict=True)])
+    nodes = nodes[["id", "step", "event", "count"]]
+
+    params = {"session_gap": session_gap, "session_gap_seconds": gap, "start_event": start_event,
+              "end_event": end_event, "max_steps": n, "top": top, "date_from": start, "date_to": end}
+    summary = {"sessions": total, "distinct_paths_shown": len(top_paths)}
+    return PathsResult(table=top_paths, params=params, summary=summary, transitions=trans,
+                       step_matrix=matrix, nodes=nodes,
+                       links=links[["source", "target", "step", "source_event", "target_event", "count"]])
+
+
+def _path_counts(ev: ir.Table, gap: float, n: int, start_event: str | None, end_event: str | None) -> ir.Table:
+    """The definition (any backend): distinct paths (s1..sn) with their session counts, from windows over
+    each person's events."""
     # one sort per person: the gap to the previous event opens a session; a repeat of the previous
     # event inside a session is collapsed (the previous row is in the same session unless this opens one)
     wp = ibis.window(group_by=ev.person, order_by=[ev.event_time, ev.eid])
@@ -126,26 +160,7 @@ def paths(ws: Workspace, *, session_gap: str | float = "30m", start_event: str |
     piv = ev.group_by(["person", "session"]).aggregate(
         **{f"s{k}": ev.event.max(where=ev.step == k) for k in range(1, n + 1)})
     pc = piv.group_by([f"s{k}" for k in range(1, n + 1)]).aggregate(count=piv.count())
-    with materialized(ws, pc) as pc:
-        links, matrix, top_paths, total = _from_path_counts(pc, n, top)
-    trans = (links.groupby(["event", "nxt"], as_index=False, sort=False)["count"].sum()
-             .sort_values(["count", "event", "nxt"], ascending=[False, True, True], kind="stable")
-             .head(top).reset_index(drop=True))
-    trans = trans.rename(columns={"event": "from", "nxt": "to"})
-    top_paths["share"] = top_paths["count"] / total if total else 0.0
-
-    links = links.rename(columns={"event": "source_event", "nxt": "target_event"})
-    links["source"] = [f"{s}_{e}" for s, e in zip(links["step"], links["source_event"], strict=True)]
-    links["target"] = [f"{s + 1}_{e}" for s, e in zip(links["step"], links["target_event"], strict=True)]
-    nodes = matrix.assign(id=[f"{s}_{e}" for s, e in zip(matrix["step"], matrix["event"], strict=True)])
-    nodes = nodes[["id", "step", "event", "count"]]
-
-    params = {"session_gap": session_gap, "session_gap_seconds": gap, "start_event": start_event,
-              "end_event": end_event, "max_steps": n, "top": top, "date_from": start, "date_to": end}
-    summary = {"sessions": total, "distinct_paths_shown": len(top_paths)}
-    return PathsResult(table=top_paths, params=params, summary=summary, transitions=trans,
-                       step_matrix=matrix, nodes=nodes,
-                       links=links[["source", "target", "step", "source_event", "target_event", "count"]])
+    return pc
 
 
 def _from_path_counts(pc: ir.Table, n: int, top: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
@@ -162,10 +177,11 @@ def _from_path_counts(pc: ir.Table, n: int, top: int) -> tuple[pd.DataFrame, pd.
     lk = ibis.union(*link_rows)
     links = (lk.group_by(["step", "event", "nxt"]).aggregate(count=lk["count"].sum().cast("int64"))
              .order_by([ibis.desc("count"), "step", "event", "nxt"]).execute())
-    path = pc.s1
+    # steps are contiguous from 1, so joining the non-null steps is the path. (A CASE per step that
+    # repeated the path so far doubled the expression with every step: 2^20 nodes at max_steps=20.)
+    path = ibis.literal(SEP).join([pc[f"s{k}"] for k in range(1, n + 1)])
     lengths = ibis.literal(1, "int64")
     for k in range(2, n + 1):
-        path = ibis.cases((pc[f"s{k}"].notnull(), path + ibis.literal(SEP) + pc[f"s{k}"]), else_=path)
         lengths = lengths + pc[f"s{k}"].notnull().cast("int64")
     pp = pc.select(path=path, length=lengths, count=pc["count"])
     top_paths = (pp.group_by(["path", "length"]).aggregate(count=pp["count"].sum().cast("int64"))
