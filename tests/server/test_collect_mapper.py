@@ -143,3 +143,20 @@ def test_mapper_exits_with_a_killed_server(tmp_path):
     while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [k for k in kids if alive(k)]
+
+
+def test_a_mapper_that_cannot_start_leaves_the_mapping_to_the_writer(spooled, tmp_path, monkeypatch):
+    """No process can be spawned (a locked-down host): the writer maps in its own thread, same rows."""
+    import multiprocessing
+
+    root, sent = spooled
+    here = tmp_path / "here"
+    shutil.copytree(root, here)
+
+    def refuse(*a, **k):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(multiprocessing, "get_context", refuse)
+    got = _drain(here, 1)
+    assert sum(r[1] for r in got["stats"]) == sent
+    assert len(got["events"]) > 250

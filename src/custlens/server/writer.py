@@ -707,7 +707,10 @@ class Writer:
             return 0
         ahead = None
         if self._pool is not None and end < self.spool.durable_end:
-            ahead = self._submit(end)  # the mapper works on the next batch while this one commits
+            try:
+                ahead = self._submit(end)  # the mapper works on the next batch while this one commits
+            except Exception:  # noqa: BLE001 — a broken mapper: the next batch finds out and maps here
+                ahead = None
         try:
             self._commit_staged(staged, payloads, end)
         except BaseException:
@@ -731,23 +734,23 @@ class Writer:
     def _next_batch(self) -> tuple[Staged | None, list[bytes], int]:
         """This batch's records, staged: by the mapper process when there is one (the batch it mapped ahead,
         if that started here), else here. A mapper that fails is shut down and the batch staged here."""
-        if self.map_processes > 0 and self._pool is None:
-            import multiprocessing  # noqa: PLC0415
-            from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
-
-            # spawn, not fork: this process runs threads (the server, DuckDB) that a fork would copy mid-flight
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_mapper_init, initargs=(os.getpid(),))
-        if self._pool is not None:
-            ahead = self._ahead if self._ahead is not None and self._ahead[0] == self.pos else None
-            self._ahead = None
-            ahead = ahead or self._submit(self.pos)
-            if ahead is None:
-                return None, [], self.pos
-            _, fut, payloads, end = ahead
+        if self.map_processes > 0 or self._pool is not None:
             try:
+                if self._pool is None:
+                    import multiprocessing  # noqa: PLC0415
+                    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+                    # spawn, not fork: this process runs threads (the server, DuckDB) a fork would copy mid-flight
+                    self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_mapper_init, initargs=(os.getpid(),))
+                ahead = self._ahead if self._ahead is not None and self._ahead[0] == self.pos else None
+                self._ahead = None
+                ahead = ahead or self._submit(self.pos)
+                if ahead is None:
+                    return None, [], self.pos
+                _, fut, payloads, end = ahead
                 return _staged_from_remote(fut.result()), payloads, end
-            except Exception:  # noqa: BLE001 — a broken or killed mapper: map here from now on
+            except Exception:  # noqa: BLE001 — no mapper (cannot start, broken, killed): map here from now on
                 log.exception("collect writer: the mapper process failed; mapping in the writer thread")
                 self.close_pool()
                 self.map_processes = 0
