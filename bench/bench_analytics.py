@@ -249,9 +249,11 @@ def chdb_funnel(raw: Any, folder: Path, n_events: int, case: str, ours: list[int
 def run(size: str) -> list[dict]:
     import pyarrow.compute as pc
 
+    from custlens.analytics.activity import activity
     from custlens.analytics.channels import channels
     from custlens.analytics.funnel import funnel
     from custlens.analytics.kpis import kpis
+    from custlens.analytics.paths import paths
     from custlens.analytics.retention import retention
     from custlens.analytics.rfm import rfm
     from custlens.workspace import open_workspace
@@ -328,6 +330,17 @@ def run(size: str) -> list[dict]:
     add(case, "custlens retention (DuckDB)", lambda: retention(ws, start_event="order", period="week", periods=12,
                                                                date_from=D_FROM, date_to=AS_OF), n_orders)
     add(case, "pandas", lambda: pd_retention(load(orders_sql).to_pandas()), n_orders, "incl. loading the columns")
+    # activity and paths (no pandas rows yet: the floors say what one pass over the columns costs)
+    case = f"activity status, {n_events:,} events"
+    add(case, "custlens activity (DuckDB)", lambda: activity(ws, as_of=AS_OF), n_events)
+    add(case, "Arrow scan floor", lambda: load("SELECT user_id, event_time FROM events WHERE user_id IS NOT NULL")
+        .group_by("user_id").aggregate([("event_time", "max")]), n_events,
+        "read 2 columns + one hash aggregate")
+    case = f"user paths 5 steps, {n_events:,} events"
+    add(case, "custlens paths (DuckDB)", lambda: paths(ws, date_to=AS_OF), n_events)
+    add(case, "Arrow scan floor", lambda: load("SELECT user_id, anonymous_id, event, event_time FROM events")
+        .sort_by([("user_id", "ascending"), ("event_time", "ascending")]).num_rows, n_events,
+        "read 4 columns + one sort by person and time")
     ws.close()
     return out
 
