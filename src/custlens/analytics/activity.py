@@ -201,8 +201,7 @@ def activity(ws: Any, *, as_of: date | str | None = None, config: ActivityConfig
     flagged = frame(snap.aggregate(**{f: snap[f"is_{f}"].cast("int64").sum() for f in flags}))
     lang = lang_of(src, lang)
     rows = []
-    by = sizes.groupby("breakdown", sort=True)
-    for bk, sub in by:
+    for bk, sub in sizes.groupby("breakdown", sort=True):
         k_of = dict(zip(sub.status, sub.customers.astype("int64"), strict=True))
         n = int(sum(k_of.values()))
         for s_ in STATUSES:
@@ -210,8 +209,8 @@ def activity(ws: Any, *, as_of: date | str | None = None, config: ActivityConfig
             rows.append({"breakdown": bk, "status": s_, "label": status_label(s_, lang), "customers": k,
                          "share": safe_div(k, n)})
     table = pd.DataFrame(rows, columns=["breakdown", "status", "label", "customers", "share"])
-    n = int(sizes.customers.sum()) if len(sizes) else 0
-    per_status = sizes.groupby("status").customers.sum() if len(sizes) else pd.Series(dtype="int64")
+    n = int(sizes.customers.sum())
+    per_status = sizes.groupby("status").customers.sum()
     summary: dict[str, Any] = {"as_of": as_of_d.isoformat(), "customers": n}
     for flag in flags:
         v = flagged[flag].iloc[0] if len(flagged) else None

@@ -154,8 +154,8 @@ def _week_bit_counts(e: Any, grains: set[str], ext: date, date_to: date,
     each row gives the month of its Monday (if a bit falls before the month's end) and the next month
     (if a bit falls after); one more aggregate per person ORs those into 63-bit words, whose set bits numpy
     counts per month. At M: ~2.9 s where the (day, person) snapshot and a per-person week/month bitmask
-    over it took ~3.3 s (alternating, one process). The DISTINCT per period (below) stays the definition and is what Spark runs; the
-    tests compare the two. None when the events are not on DuckDB.
+    over it took ~3.3 s (alternating, one process). The DISTINCT per period (below) stays the definition
+    and is what Spark runs; the tests compare the two. None when the events are not on DuckDB.
     """
     backend = e._find_backend()
     if getattr(backend, "name", "") != "duckdb" or not grains:

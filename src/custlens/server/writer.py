@@ -546,7 +546,7 @@ def stage(payloads: list[bytes], tz: str, key: bytes, load_id: str, ip: IpProtec
         sources.append(name)
         if m.get("type") == "identify" and row[1] and row[2]:
             links[i] = (row[2], row[1], row[4])
-    return Staged(meta=meta, pos=pos, events=_events_table(rows, sources, ips, load_id, ip or IpProtector(key)),
+    return Staged(meta=meta, pos=pos, events=_events_table(rows, sources, ips, load_id, _protector(ip, key)),
                   errors=errors, links=links, where=where, bad_rows=bad_rows, received=dict(received), tags=tags,
                   load_id=load_id)
 
@@ -571,14 +571,18 @@ def _events_table(rows: list[tuple[Any, ...]], sources: list[str], ips: list[Any
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
+def _protector(current: IpProtector | None, key: bytes) -> IpProtector:
+    """`current` when it protects with `key` (its caches carry over between batches), else a new one."""
+    return current if current is not None and current.key == key else IpProtector(key)
+
+
 _REMOTE_IP: IpProtector | None = None  # the mapper process's ip protector (its caches live across batches)
 
 
 def _stage_remote(payloads: list[bytes], tz: str, key: bytes, load_id: str) -> tuple[Staged, bytes]:
     """`stage` in a mapper process; the events travel back as Arrow IPC (cheaper than pickled rows)."""
     global _REMOTE_IP  # noqa: PLW0603
-    if _REMOTE_IP is None or _REMOTE_IP.key != key:
-        _REMOTE_IP = IpProtector(key)
+    _REMOTE_IP = _protector(_REMOTE_IP, key)
     st = stage(payloads, tz, key, load_id, _REMOTE_IP)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, st.events.schema) as w:
@@ -758,8 +762,7 @@ class Writer:
         if not payloads:
             return None, [], end
         key = bytes(self.ws.key)
-        if self._ip is None or self._ip.key != key:
-            self._ip = IpProtector(key)
+        self._ip = _protector(self._ip, key)
         return stage(payloads, self.tz, key, self._load_id(), self._ip), payloads, end
 
     def _maybe_purge(self) -> None:
@@ -920,9 +923,7 @@ class Writer:
         con = self.con
         tbl = st.events
         if again:
-            key = bytes(self.ws.key)
-            if self._ip is None or self._ip.key != key:
-                self._ip = IpProtector(key)
+            self._ip = _protector(self._ip, bytes(self.ws.key))
             extra = _events_table(again, again_src, again_ips, st.load_id, self._ip)
             base = tbl.num_rows
             tbl = pa.concat_tables([tbl, extra])
