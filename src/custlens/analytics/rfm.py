@@ -191,22 +191,17 @@ def rfm_expr(src: Any, *, as_of: date | str | None = None, bins: int = 5, method
 
     Columns: user_id, last_order_date, recency, frequency, monetary, r_score, f_score, m_score, fm_score,
     rfm_code, r_high, f_high, m_high, segment8, segment11. `src` is a Workspace or any `.table(name)` source.
+    This is the definition: quantile scores are `ntile` windows, which every engine runs.
     """
-    src = as_source(src)
+    return _labelled(_scores_expr(as_source(src), as_of=as_of, bins=bins, method=method, thresholds=thresholds,
+                                  high_low=high_low, date_from=date_from), bins)
+
+
+def _scores_expr(src: Any, *, as_of: date | str | None, bins: int, method: str,
+                 thresholds: dict[str, list[float]] | None, high_low: str, date_from: date | str | None) -> ir.Table:
+    """rfm_expr without the labels: the measures, the r/f/m scores and the high/low flags."""
     cuts = _check_args(bins, method, high_low, thresholds)
-    d_from = parse_date(date_from, "date_from")
-    as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
-    o = paid_orders(src, d_from, as_of_d)
-    c = o.group_by(o.user_id).aggregate(
-        last_order_date=o.order_time.max().date(),
-        frequency=o.count(),
-        # summed as decimals (to 1/10000), exactly: a floating-point sum depends on the order the engine
-        # adds the rows in, which differs from run to run with parallel threads, and a customer whose sum
-        # came out 1 ulp different could change M score at a quantile edge between two identical runs.
-        monetary=o.amount.fill_null(0).cast(MONEY).sum().cast("float64"),
-    )
-    c = c.mutate(recency=ibis.date(as_of_d).delta(c.last_order_date, unit="day").cast("int64"),
-                 frequency=c.frequency.cast("int64"))
+    c = _measures(src, as_of, date_from)
     if cuts is None:
         def nt(*order: Any) -> ir.IntegerValue:
             return (ibis.ntile(bins).over(ibis.window(order_by=[*order, c.user_id])) + 1).cast("int64")
@@ -218,10 +213,103 @@ def rfm_expr(src: Any, *, as_of: date | str | None = None, bins: int = 5, method
             f_score=(1 + _count_true([c.frequency >= e for e in cuts["frequency"]])).cast("int64"),
             m_score=(1 + _count_true([c.monetary >= e for e in cuts["monetary"]])).cast("int64"),
         )
+    return _with_highs(c, high_low)
+
+
+def _measures(src: Any, as_of: date | str | None, date_from: date | str | None) -> ir.Table:
+    """user_id, last_order_date, frequency, monetary (DECIMAL(18,4), exact), recency: one row per buyer."""
+    d_from = parse_date(date_from, "date_from")
+    as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
+    o = paid_orders(src, d_from, as_of_d)
+    c = o.group_by(o.user_id).aggregate(
+        last_order_date=o.order_time.max().date(),
+        frequency=o.count(),
+        # summed as decimals (to 1/10000), exactly: a floating-point sum depends on the order the engine
+        # adds the rows in, which differs from run to run with parallel threads, and a customer whose sum
+        # came out 1 ulp different could change M score at a quantile edge between two identical runs.
+        # The scores rank the exact sums; `monetary` becomes a float only in the output (_with_highs).
+        monetary=o.amount.fill_null(0).cast(MONEY).sum().cast(MONEY),
+    )
+    return c.mutate(recency=ibis.date(as_of_d).delta(c.last_order_date, unit="day").cast("int64"),
+                    frequency=c.frequency.cast("int64"))
+
+
+def _with_highs(c: ir.Table, high_low: str, *, table: ir.Table | None = None) -> ir.Table:
+    """monetary as float64, and the 8-class high/low flags against the mean or median of all buyers.
+
+    The centers are windows over all rows of `c`, or, given the `table` of measures `c` was derived from
+    (a snapshot), scalar subqueries over it: the same aggregates, a third of the time at M (three
+    whole-table windows take ~0.1 s)."""
     center = (lambda col: col.mean()) if high_low == "mean" else (lambda col: col.median())
-    c = c.mutate(r_high=c.recency < center(c.recency), f_high=c.frequency > center(c.frequency),
-                 m_high=c.monetary > center(c.monetary))
-    return _labelled(c, bins)
+    if table is None:
+        c = c.mutate(monetary=c.monetary.cast("float64"))
+        r, f, m = center(c.recency), center(c.frequency), center(c.monetary)
+    else:
+        r, f, m = (center(x).as_scalar() for x in (table.recency, table.frequency, table.monetary.cast("float64")))
+        c = c.mutate(monetary=c.monetary.cast("float64"))
+    return c.mutate(r_high=c.recency < r, f_high=c.frequency > f, m_high=c.monetary > m)
+
+
+def ntile_edges(key: Any, uid: Any, bins: int) -> list[tuple[Any, str]]:
+    """The first row of each `ntile(bins)` bucket after the first, as (key, user_id), for rows ordered by
+    (key, user_id) ascending: a row's ntile is 1 + the number of edges it is at or after.
+
+    `key` is a numpy array, `uid` a pyarrow string array of distinct ids, row for row. Instead of sorting the
+    rows (what the window does), the key at each edge's rank is found by one selection (`np.partition`), and
+    the user_id only among the rows tied on that key (`partition_nth_indices`): linear time. Bucket sizes as
+    SQL's ntile (and DuckDB's and Spark's): n // bins rows each, the first n % bins buckets one more, and at
+    most n buckets."""
+    import numpy as np  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    n = len(key)
+    p = min(bins, n)
+    if p <= 1:
+        return []
+    size, large = divmod(n, p)
+    ranks = [k * (size + 1) if k <= large else large * (size + 1) + (k - large) * size for k in range(1, p)]
+    part = np.partition(key, ranks)
+    edges = []
+    for b in ranks:
+        k = part[b]
+        tied = np.flatnonzero(key == k)
+        j = b - int(np.count_nonzero(key < k))  # the edge is the j-th smallest user_id among the tied rows
+        ids = uid.take(pa.array(tied))
+        u = ids[0] if len(ids) == 1 else ids[pc.partition_nth_indices(ids, pivot=j)[j].as_py()]
+        edges.append((k.item(), u.as_py()))
+    return edges
+
+
+def _quantile_scores_by_edges(c: ir.Table, bins: int) -> ir.Table:
+    """`c` (a snapshot of `_measures`) with r/f/m scores equal to rfm_expr's ntile windows, computed from
+    cut points instead of three sorts: the per-measure keys are fetched as Arrow (one row per buyer),
+    `ntile_edges` finds each bucket's first row, and the scores are comparisons with those rows in the
+    engine. At size M (863k buyers) this takes ~0.15 s where the three windows took ~0.45 s."""
+    from decimal import Decimal  # noqa: PLC0415
+
+    tb = c.select(c.user_id, c.recency, c.frequency, units=(c.monetary * 10000).cast("int64")).to_pyarrow()
+    uid = tb["user_id"].combine_chunks()
+    ids = uid.cast("string")
+
+    def at_or_after(col: ir.Value, edges: list[tuple[Any, str]], desc: bool = False,
+                    lit: Any = None) -> ir.IntegerValue:
+        conds = []
+        for k, u in edges:
+            kv = lit(k) if lit else k
+            past = (col < kv) if desc else (col > kv)
+            conds.append(past | ((col == kv) & (c.user_id >= u)))
+        return (1 + _count_true(conds)).cast("int64")
+
+    def money(units: int) -> Any:
+        return ibis.literal(Decimal(units).scaleb(-4), type=MONEY)
+
+    recency, frequency = tb["recency"].to_numpy(), tb["frequency"].to_numpy()
+    units = tb["units"].to_numpy()
+    r_edges = [(-k, u) for k, u in ntile_edges(-recency, ids, bins)]  # recency ranks descending
+    return c.mutate(r_score=at_or_after(c.recency, r_edges, desc=True),
+                    f_score=at_or_after(c.frequency, ntile_edges(frequency, ids, bins)),
+                    m_score=at_or_after(c.monetary, ntile_edges(units, ids, bins), lit=money))
 
 
 def _labelled(c: ir.Table, bins: int) -> ir.Table:
@@ -360,8 +448,15 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     """RFM scores and segments for every customer with a paid order in [date_from, as_of]."""
     src = as_source(ws)
     as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
-    expr = rfm_expr(src, as_of=as_of_d, bins=bins, method=method, thresholds=thresholds, high_low=high_low,
-                    date_from=date_from)
+    measures = _measures(src, as_of_d, date_from)
+    if _check_args(bins, method, high_low, thresholds) is None and getattr(
+            measures._find_backend(), "name", "") == "duckdb":
+        # quantile scores from cut points (the same scores as the ntile windows, see _quantile_scores_by_edges)
+        base = snapshot(measures, unordered=True)
+        expr = _with_highs(_quantile_scores_by_edges(base, bins), high_low, table=base)
+    else:
+        expr = _scores_expr(src, as_of=as_of_d, bins=bins, method=method, thresholds=thresholds, high_low=high_low,
+                            date_from=date_from)
     # a snapshot in the engine (a temporary table; released with the result): the rollup reads it, and so
     # does `customers` whenever it is asked for, so the result never changes with later loads. Only the
     # scores are stored; the labels are derived from them on read.
