@@ -237,7 +237,7 @@ def _prepare_events(ws: Workspace, events: ir.Table, steps: list[FunnelStep],
     flags = {f"m{i + 1}": step_filter(ev, s.event, s.where) for i, s in enumerate(steps)}
     xflags = {f"x{j + 1}": ev.event == x[0] for j, x in enumerate(exclusions)}
     ev = ev.mutate(**flags, **xflags)
-    if order != "strict":
+    if order != "strict" and any(s.where for s in steps):  # else every row left matches a step by its name
         anyf = ibis.literal(False)
         for c in [*flags, *xflags]:
             anyf |= ev[c]
