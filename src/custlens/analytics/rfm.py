@@ -241,12 +241,11 @@ def _with_highs(c: ir.Table, high_low: str, *, table: ir.Table | None = None) ->
     (a snapshot), scalar subqueries over it: the same aggregates, a third of the time at M (three
     whole-table windows take ~0.1 s)."""
     center = (lambda col: col.mean()) if high_low == "mean" else (lambda col: col.median())
+    c = c.mutate(monetary=c.monetary.cast("float64"))
     if table is None:
-        c = c.mutate(monetary=c.monetary.cast("float64"))
         r, f, m = center(c.recency), center(c.frequency), center(c.monetary)
     else:
         r, f, m = (center(x).as_scalar() for x in (table.recency, table.frequency, table.monetary.cast("float64")))
-        c = c.mutate(monetary=c.monetary.cast("float64"))
     return c.mutate(r_high=c.recency < r, f_high=c.frequency > f, m_high=c.monetary > m)
 
 
