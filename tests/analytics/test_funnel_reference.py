@@ -75,9 +75,11 @@ def _reference(rows, steps, win):
     (4, ["cart", "view", "cart"], 86400),
     (5, ["view", "pay", "done", "cart"], 7 * 86400),
 ])
-@pytest.mark.parametrize("path", ["sorted", "windows"])
+@pytest.mark.parametrize("path", ["sorted", "sorted, small batches", "windows"])
 def test_ordered_funnel_matches_brute_force(ws, monkeypatch, seed, steps, window, path):
     monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", path == "windows")
+    if path == "sorted, small batches":  # persons split across batches and spanning several of them
+        monkeypatch.setattr(_funnel_fast, "_BATCH", 7)
     rows = _stream(seed)
     ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time) VALUES (?, ?, ?, ?)",
                         [(e, u, ev, T0 + timedelta(seconds=t)) for e, u, ev, t in rows])
@@ -101,11 +103,14 @@ def _tables(res):
     return {k: v.drop(columns=["step"]).round(9) for k, v in out.items()}
 
 
+@pytest.mark.parametrize("batch", [None, 5])
 @pytest.mark.parametrize("attribution", ["first_touch", "last_touch", "step:2", "all_events"])
-def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, attribution):
+def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, attribution, batch):
     """The one-sort path against the window path where their orders could part: events tied on
     (person, time, lowest step) that differ in a breakdown value or in a filtered step's match (the
-    sorted path must then order them by event id, as the window path does)."""
+    sorted path must then order them by event id, as the window path does). Also in batches of 5 rows."""
+    if batch:
+        monkeypatch.setattr(_funnel_fast, "_BATCH", batch)
     rnd = random.Random(7)
     rows = []
     for eid, user, event, t in _stream(11, persons=200):
