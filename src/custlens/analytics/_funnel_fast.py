@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from custlens.analytics._time import NONE_LABEL
+from custlens.analytics.base import is_duckdb
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 def available(ws: Workspace, n: int) -> bool:
     """The fast path runs on the DuckDB engine, for up to MAX_STEPS steps."""
-    return n <= MAX_STEPS and getattr(ws.con, "name", "") == "duckdb"
+    return n <= MAX_STEPS and is_duckdb(ws.con)
 
 
 _BATCH = 1 << 17  # rows per Arrow batch: the walk runs batch by batch, so memory stays bounded. At M

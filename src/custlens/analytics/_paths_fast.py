@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from custlens.analytics.base import is_duckdb
+
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
@@ -30,7 +32,7 @@ _BATCH = 1 << 21  # rows per Arrow batch
 
 
 def available(ws: Workspace) -> bool:
-    return getattr(ws.con, "name", "") == "duckdb"
+    return is_duckdb(ws.con)
 
 
 def path_counts(ws: Workspace, ev: ir.Table, gap: float, n: int, start_event: str | None,

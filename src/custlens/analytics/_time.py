@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import ibis
 
+from custlens.analytics.base import is_duckdb
 from custlens.errors import DataError, InputError, ValidationError
 from custlens.i18n import register, t
 
@@ -172,7 +173,7 @@ def materialized(ws: Workspace, expr: ir.Table) -> Iterator[ir.Table]:
     """`expr` computed once for several queries: a temporary table on DuckDB, a cached table on other
     backends (or the expression itself where caching is not available); dropped on exit."""
     con = ws.con
-    if getattr(con, "name", "") == "duckdb":
+    if is_duckdb(con):
         name = f"_cl_tmp_{uuid.uuid4().hex[:16]}"
         try:
             con.create_table(name, expr, temp=True)

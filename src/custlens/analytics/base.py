@@ -235,6 +235,13 @@ def _spark_xxhash64(value: str) -> dt.Int64:  # type: ignore[empty-body]
     """Spark's 64-bit xxHash."""
 
 
+def is_duckdb(x: Any) -> bool:
+    """Whether `x` (an Ibis backend, or an expression) runs on DuckDB: the engine the DuckDB-only fast
+    paths (and DuckDB-only settings) need."""
+    backend = x._find_backend() if isinstance(x, ir.Expr) else x
+    return getattr(backend, "name", "") == "duckdb"
+
+
 def person_key(tbl: ir.Table, pid: ir.StringValue) -> ir.Value:
     """A 64-bit hash of a person id, for counting distinct persons over tens of millions of rows:
     hashing integers instead of strings makes those aggregates ~30% faster. Two persons counted as one
@@ -314,7 +321,7 @@ def snapshot(expr: ir.Table, *, unordered: bool = False) -> ir.Table:
     """
     backend = expr._find_backend()
     name = f"custlens_snapshot_{uuid.uuid4().hex}"
-    con = backend.con if unordered and getattr(backend, "name", "") == "duckdb" else None
+    con = backend.con if unordered and is_duckdb(backend) else None
     before = bool(con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]) if con else None
     if con is not None:
         con.execute("SET SESSION preserve_insertion_order = false")  # SESSION: a plain SET changes the database

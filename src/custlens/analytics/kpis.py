@@ -29,6 +29,7 @@ from custlens.analytics.base import (
     frame,
     has_table,
     in_range,
+    is_duckdb,
     lang_of,
     metric_label,
     paid_orders,
@@ -158,7 +159,7 @@ def _week_bit_counts(e: Any, grains: set[str], ext: date, date_to: date,
     and is what Spark runs; the tests compare the two. None when the events are not on DuckDB.
     """
     backend = e._find_backend()
-    if getattr(backend, "name", "") != "duckdb" or not grains:
+    if not is_duckdb(backend) or not grains:
         return None
     monday = align(ext, "week")
     m0 = shift(align(ext, "month"), "month", -1)  # month bit 0: the month before ext's (its Monday may lie there)

@@ -24,6 +24,7 @@ from custlens.analytics.base import (
     as_source,
     default_as_of,
     frame,
+    is_duckdb,
     lang_of,
     none_if_nan,
     paid_orders,
@@ -288,8 +289,7 @@ def _quantile_scores_by_edges(c: ir.Table, bins: int) -> ir.Table:
     from decimal import Decimal  # noqa: PLC0415
 
     tb = c.select(c.user_id, c.recency, c.frequency, units=(c.monetary * 10000).cast("int64")).to_pyarrow()
-    uid = tb["user_id"].combine_chunks()
-    ids = uid.cast("string")
+    ids = tb["user_id"].combine_chunks().cast("string")
 
     def at_or_after(col: ir.Value, edges: list[tuple[Any, str]], desc: bool = False,
                     lit: Any = None) -> ir.IntegerValue:
@@ -448,8 +448,7 @@ def rfm(ws: Any, *, as_of: date | str | None = None, bins: int = 5, method: str 
     src = as_source(ws)
     as_of_d = parse_date(as_of, "as_of") or default_as_of(src, ("orders", "order_time"))
     measures = _measures(src, as_of_d, date_from)
-    if _check_args(bins, method, high_low, thresholds) is None and getattr(
-            measures._find_backend(), "name", "") == "duckdb":
+    if _check_args(bins, method, high_low, thresholds) is None and is_duckdb(measures):
         # quantile scores from cut points (the same scores as the ntile windows, see _quantile_scores_by_edges)
         base = snapshot(measures, unordered=True)
         expr = _with_highs(_quantile_scores_by_edges(base, bins), high_low, table=base)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from custlens.analytics.base import is_duckdb
 from custlens.cli_common import Format
 from custlens.errors import DataError, InputError, ValidationError
 from custlens.i18n import register, t
@@ -245,7 +246,7 @@ class _Scratch:
                 c.release()
             except Exception:  # ibis 12 + sqlglot 30 fail to render DROP TABLE on DuckDB; drop it directly
                 backend = c._find_backend()
-                if getattr(backend, "name", "") == "duckdb":
+                if is_duckdb(backend):
                     backend.raw_sql(f'DROP TABLE IF EXISTS temp.main."{name}"')
         self.cached.clear()
 
