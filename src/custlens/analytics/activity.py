@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 import ibis
@@ -161,13 +162,9 @@ class ActivityResult(Result):
     lang: str = "zh"
     snap: Any = field(default=None, repr=False, compare=False)  # the engine snapshot of the per-customer rows
 
-    @property
+    @cached_property  # computed once (see RFMResult.customers)
     def customers(self) -> pd.DataFrame:
-        cached = self.__dict__.get("_customers")
-        if cached is None:
-            cached = _normalize_customers(frame(self.snap)) if self.snap is not None else pd.DataFrame()
-            object.__setattr__(self, "_customers", cached)
-        return cached
+        return _normalize_customers(frame(self.snap)) if self.snap is not None else pd.DataFrame()
 
     def chart(self, lang: str | None = None) -> dict[str, Any]:
         import altair as alt  # noqa: PLC0415

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 import ibis
@@ -338,14 +339,11 @@ class RFMResult(Result):
     lang: str = "zh"
     snap: Any = field(default=None, repr=False, compare=False)  # the engine snapshot of the per-customer scores
 
-    @property
+    @cached_property  # computed once; cached_property writes the instance __dict__, which frozen allows
     def customers(self) -> pd.DataFrame:
-        cached = self.__dict__.get("_customers")
-        if cached is None:
-            cached = (_normalize_customers(frame(_labelled(self.snap, self.params["bins"])))
-                      if self.snap is not None else pd.DataFrame())
-            object.__setattr__(self, "_customers", cached)
-        return cached
+        if self.snap is None:
+            return pd.DataFrame()
+        return _normalize_customers(frame(_labelled(self.snap, self.params["bins"])))
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
