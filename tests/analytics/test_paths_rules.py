@@ -79,7 +79,7 @@ def test_paths_custom_gap_and_errors_and_chart(ws):
     (None, None, 2, 5),
     (None, None, 20, 12),  # 13^20 paths do not fit one int64 key: rows of codes are counted instead
 ])
-def test_fast_path_equals_the_window_definition(ws, start, end, steps, vocab):
+def test_fast_path_equals_the_window_definition(ws, monkeypatch, start, end, steps, vocab):
     """The numpy walk (DuckDB) and the window functions (the definition, what Spark runs) agree on random
     events: anonymous and identified persons, ties in time broken by event id, repeats, gaps around 30 min,
     and batches that split a person (the walk carries the last person over to the next batch)."""
@@ -98,12 +98,9 @@ def test_fast_path_equals_the_window_definition(ws, start, end, steps, vocab):
                      rnd.choice(evs), T0 + timedelta(minutes=t[u], seconds=rnd.choice([0, 0, 30]))))
     ws.duck.executemany("insert into events (event_id, user_id, anonymous_id, event, event_time) values (?,?,?,?,?)",
                         rows)
-    old_batch = _paths_fast._BATCH
-    _paths_fast._BATCH = 333  # many batches, persons split across them
-    try:
-        fast = paths(ws, start_event=start, end_event=end, max_steps=steps, top=1000)
-    finally:
-        _paths_fast._BATCH = old_batch
+    monkeypatch.setattr(_paths_fast, "_BATCH", 333)  # many batches, persons split across them
+    fast = paths(ws, start_event=start, end_event=end, max_steps=steps, top=1000)
+    monkeypatch.undo()
     ref = paths(ws, start_event=start, end_event=end, max_steps=steps, top=1000, fast=False)
     assert fast.summary == ref.summary
     if start != "nope":
