@@ -50,6 +50,10 @@ def generate_cmd(
     tracked_share: float = typer.Option(1.0, "--tracked-share", min=0.01, max=1.0,
                                         help="Share of the tracked orders whose sessions are in the event log "
                                              "(1 = all; 0.48 with --order-rate 2.5 = ~50 events per customer)."),
+    shards: int = typer.Option(1, "--shards", min=1, max=99,
+                               help="Write the customers in this many parts (part-01, part-02, …), one after "
+                                    "another, so memory stays at one part's (~13 GB per million customers at "
+                                    "--order-rate 2.5); ids stay unique across parts."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--output-format",
                                                help="Summary on stdout: table or json."),
 ) -> None:
@@ -64,7 +68,8 @@ def generate_cmd(
             bar.update(task, description=t("demo.generate.stage", None, stage=stage), completed=int(frac * 100))
 
         res = generate(out, customers=customers, seed=seed, lang=lang.value, fmt=fmt.value, dirty=not clean,
-                       progress=report, order_rate=order_rate, tracked_share=tracked_share)
+                       progress=report, order_rate=order_rate, tracked_share=tracked_share,
+                       shards=shards)
     err.print(t("demo.generate.done", None, out=res.out, customers=customers, files=len(res.manifest)))
     if output_format is OutputFormat.json:
         emit({"out": str(res.out), "customers": customers, "seed": seed, "files": res.manifest,

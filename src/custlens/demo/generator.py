@@ -170,7 +170,8 @@ def _grouped_cumsum(values: np.ndarray, starts: np.ndarray, owner: np.ndarray) -
 
 
 # ---------------------------------------------------------------- customers
-def _customers(rng: np.random.Generator, n: int, lang: str) -> pd.DataFrame:
+def _customers(rng: np.random.Generator, n: int, lang: str, part: tuple[int, int] = (0, 1), base: int = 0
+               ) -> pd.DataFrame:
     seg = rng.choice(len(SEG_NAMES), size=n, p=[s["share"] for s in SEGMENTS.values()])
     new = seg == SEG_NAMES.index("new")
     reg_day = np.where(new, rng.integers(425, 700, n), (-1460 + 2000 * rng.beta(1.5, 1.0, n)).astype(int))
@@ -204,13 +205,14 @@ def _customers(rng: np.random.Generator, n: int, lang: str) -> pd.DataFrame:
         last = rng.choice(V.LAST_EN, n)
         name = np.char.add(np.char.add(first, " "), last)
         local = np.char.lower(np.char.add(np.char.add(first, "."), last))
-    # unique mobiles: 3-digit carrier prefix + 8 digits
+    # unique mobiles: 3-digit carrier prefix + 8 digits (part s of k draws the digits from its own s-th of the range)
+    lo8, hi8 = part[0] * 10**8 // part[1], (part[0] + 1) * 10**8 // part[1]
     draws = rng.choice(V.MOBILE_PREFIXES, size=int(n * 1.2) + 100).astype(np.int64) * 10**8 + rng.integers(
-        0, 10**8, int(n * 1.2) + 100)
+        lo8, hi8, int(n * 1.2) + 100)
     _, first_idx = np.unique(draws, return_index=True)
     phone = draws[np.sort(first_idx)][:n]
     rng.shuffle(phone)
-    idx = np.arange(n, dtype=np.int64)
+    idx = np.arange(base, base + n, dtype=np.int64)
     tag = (idx * 2654435761 + 12345) % 10**8  # bijection on 0..1e8: unique e-mail local parts
     dom = rng.choice(V.EMAIL_DOMAINS, size=n, p=V.EMAIL_DOMAIN_W)
     email = np.char.add(np.char.add(np.char.add(local, pd.Series(tag).astype(str).to_numpy().astype(str)), "@"), dom)
@@ -393,8 +395,9 @@ def _items(rng: np.random.Generator, nord: int, seg_o: np.ndarray, products: pd.
     return df.reset_index(drop=True), which
 
 
-def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn, order_rate: float = 1.0) -> dict[str, Any]:
-    cu = _customers(rng, n, lang)
+def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn, order_rate: float = 1.0, *,
+           part: tuple[int, int] = (0, 1), base: int = 0, catalog: pd.DataFrame | None = None) -> dict[str, Any]:
+    cu = _customers(rng, n, lang, part, base)
     progress("customers", 1.0)
     od = _orders(rng, cu, order_rate)
     owner, ts = od["owner"], od["ts"]
@@ -439,6 +442,8 @@ def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn, or
     status[kind >= 2] = 0
     pay = rng.choice(len(V.PAYMENTS), size=nord, p=V.PAYMENT_W)
     products = _products(rng, lang)
+    if catalog is not None:  # a later part of a sharded run sells the first part's catalog (drawn all the same,
+        products = catalog   # so each part's random stream has the same shape)
     items, bundle_of = _items(rng, nord, so, products, kind == 3)
     gross = np.bincount(items["o"], weights=items["quantity"] * items["unit_price"], minlength=nord)
     spec = [SEGMENTS[s] for s in SEG_NAMES]
@@ -456,7 +461,7 @@ def _build(rng: np.random.Generator, n: int, lang: str, progress: ProgressFn, or
     lost = (in_month & (region_o == DIP["region"]) & (platform == V.PLATFORMS.index(DIP["platform"]))
             & (kind == 0) & (rng.random(nord) < DIP["loss_p"]))
     progress("orders", 1.0)
-    return dict(lang=lang, cu=cu, od=od, owner=owner, ts=ts, kind=kind, platform=platform, channel=channel, status=status,
+    return dict(lang=lang, shard=part[0], base=base, cu=cu, od=od, owner=owner, ts=ts, kind=kind, platform=platform, channel=channel, status=status,
                 pay=pay, products=products, items=items, bundle_of=bundle_of, discount=discount, amount=amount,
                 lost=lost, anomalies=kinds)
 
@@ -518,13 +523,20 @@ def _write_xlsx(path: Path, table: pa.Table, date_col: str | None = None, serial
 
 def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str = "zh", fmt: str = "csv",
              dirty: bool = True, progress: ProgressFn | None = None, *, order_rate: float = 1.0,
-             tracked_share: float = 1.0) -> GenerateResult:
+             tracked_share: float = 1.0, shards: int = 1) -> GenerateResult:
     """Write the demo exports, manifest.json and truth.json into `out`; same seed → identical files.
 
     The shape knobs size the data without touching the planted mechanisms (the defaults write the demo):
     order_rate multiplies every customer's purchase frequency (2.2 → ~10 orders per customer instead of
     ~4.5); tracked_share is the share of the tracked orders whose site/app sessions are in the event log
     (0.5 → about half the events per order), as when tracking covers only part of the traffic.
+
+    shards > 1 writes the customers in that many parts, one after another, each into its own folder
+    (part-01, part-02, …) with its own exports, manifest and planted truths, so memory is one part's
+    (generation holds a part's customers and orders in memory: ~13 GB per million customers at size M's
+    shape). The parts share the first part's product catalog; every id, mobile number and e-mail is
+    unique across parts, and a later part's campaigns carry its number (抖音信息流 #2). The top-level
+    manifest lists every part's files (paths relative to `out`) and truth.json lists the parts' truths.
     """
     if lang not in ("zh", "en"):
         raise InputError(f"unknown language {lang!r}", where="--lang", fix="use zh or en")
@@ -539,13 +551,53 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
     if not 0 < tracked_share <= 1:
         raise InputError(f"tracked share {tracked_share} is out of range", where="--tracked-share",
                          fix="use a share above 0 and at most 1 (1 = every tracked order's sessions)")
+    if not 1 <= shards <= 99 or customers // shards < 100:
+        raise InputError(f"--shards {shards} does not fit {customers:,} customers", where="--shards",
+                         fix="use 1 to 99 parts of at least 100 customers each")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prog = progress or (lambda stage, frac: None)
-    rng = np.random.default_rng(seed)
-    b = _build(rng, customers, lang, prog, order_rate)
+    if shards == 1:
+        return _generate_part(out, customers, np.random.default_rng(seed), seed, lang, fmt, dirty, prog,
+                              order_rate, tracked_share)[0]
+    manifest: list[dict[str, Any]] = []
+    rows: dict[str, int] = {}
+    parts: list[str] = []
+    catalog: pd.DataFrame | None = None
+    base = 0
+    for s in range(shards):
+        n_s = customers // shards + (1 if s < customers % shards else 0)
+        sub = f"part-{s + 1:02d}"
+
+        def sub_prog(stage: str, frac: float, s: int = s) -> None:
+            prog(f"{stage} ({s + 1}/{shards})", (s + frac) / shards)
+
+        res, catalog = _generate_part(out / sub, n_s, np.random.default_rng([seed, s]), seed, lang, fmt, dirty,
+                                      sub_prog, order_rate, tracked_share, part=(s, shards), base=base,
+                                      catalog=catalog)
+        manifest += [{**e, "file": f"{sub}/{e['file']}", "part": s + 1} for e in res.manifest]
+        rows.update({f"{sub}/{k}": v for k, v in res.rows.items()})
+        parts.append(f"{sub}/truth.json")
+        base += n_s
+    truth = {"customers": customers, "seed": seed, "lang": lang, "shards": shards, "parts": parts,
+             "note": "each part's planted truths are measured on that part alone (see its truth.json)"}
+    (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "manifest.json").write_text(json.dumps({"files": manifest, "as_of": AS_OF, "seed": seed, "lang": lang,
+                                                   "customers": customers, "order_rate": order_rate,
+                                                   "tracked_share": tracked_share, "shards": shards},
+                                                  ensure_ascii=False, indent=2), encoding="utf-8")
+    prog("done", 1.0)
+    return GenerateResult(out=out, manifest=manifest, truth=truth, rows=rows)
+
+
+def _generate_part(out: Path, customers: int, rng: np.random.Generator, seed: int, lang: str, fmt: str, dirty: bool,
+                   prog: ProgressFn, order_rate: float, tracked_share: float, *, part: tuple[int, int] = (0, 1),
+                   base: int = 0, catalog: pd.DataFrame | None = None) -> tuple[GenerateResult, pd.DataFrame]:
+    """One folder of exports: the whole demo, or one part of a sharded run (customers base+1 … base+customers)."""
+    out.mkdir(parents=True, exist_ok=True)
+    b = _build(rng, customers, lang, prog, order_rate, part=part, base=base, catalog=catalog)
     b["tracked_share"] = tracked_share
-    cu, products = b["cu"], b["products"]
+    products = b["products"]
     dirt: dict[str, Any] = {"enabled": dirty, "rates": dict(DIRT) if dirty else {}}
     manifest: list[dict[str, Any]] = []
     rows: dict[str, int] = {}
@@ -555,7 +607,7 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
         rows[file] = nrows
 
     # ---- customers (CRM) + app users
-    crm_file, crm_rows, app_file, app_rows, ident = _write_customers(out, rng, cu, lang, fmt, dirty, dirt)
+    crm_file, crm_rows, app_file, app_rows, ident = _write_customers(out, rng, b, lang, fmt, dirty, dirt)
     add(crm_file, "customers", "CRM export; key duplicates are older versions (earlier update time)", crm_rows)
     add(app_file, "customers", "app accounts with their own user ids; link to CRM by mobile", app_rows)
     prog("customers", 1.0)
@@ -613,7 +665,7 @@ def generate(out: Path | str, customers: int = 50_000, seed: int = 42, lang: str
                                                    "tracked_share": tracked_share}, ensure_ascii=False, indent=2),
                                        encoding="utf-8")
     prog("done", 1.0)
-    return GenerateResult(out=out, manifest=manifest, truth=truth, rows=rows)
+    return GenerateResult(out=out, manifest=manifest, truth=truth, rows=rows), products
 
 
 def _write_truth_customers(out: Path, b: dict[str, Any]) -> None:
@@ -625,7 +677,7 @@ def _write_truth_customers(out: Path, b: dict[str, Any]) -> None:
     kind = np.full(len(cu), "", dtype=object)
     for k, v in b["anomalies"].items():
         kind[v] = k
-    tab = pa.table({"customer_id": crm_ids(len(cu)), "segment": np.array(SEG_NAMES, dtype=object)[cu["seg"]],
+    tab = pa.table({"customer_id": _cust_ids(b), "segment": np.array(SEG_NAMES, dtype=object)[cu["seg"]],
                     "region": cu["region"].to_numpy().astype(object), "planted_churn_time": pa.array(churn_s,
                                                                                                    pa.string()),
                     "low_satisfaction_exit": b["od"]["mech"]["low_sat_leave"], "anomaly": kind,
@@ -669,15 +721,28 @@ SURVEY_HEADERS = ["问卷ID", "用户ID", "反馈时间", "评分", "反馈内�
 REVIEW_KEYS = ["review_id", "user_id", "review_time", "product_id", "rating", "content"]
 
 
-def crm_ids(n: int) -> np.ndarray:
-    return np.array([f"C{i + 1:08d}" for i in range(n)], dtype=object)
+def crm_ids(n: int, base: int = 0) -> np.ndarray:
+    """CRM customer ids C00000001…; a later part of a sharded run numbers on from `base`."""
+    return np.array([f"C{i + 1:08d}" for i in range(base, base + n)], dtype=object)
 
 
-def _write_customers(out: Path, rng: np.random.Generator, cu: pd.DataFrame, lang: str, fmt: str, dirty: bool,
+def _cust_ids(b: dict[str, Any]) -> np.ndarray:
+    return crm_ids(len(b["cu"]), b.get("base", 0))
+
+
+def _tag(prefix: str, b: dict[str, Any]) -> str:
+    """An id prefix unique to the part: the demo's own, and two more digits for part s > 0 of a sharded run
+    (O0000000001 in part 0, O010000000001 in part 1: different lengths, so no id repeats across parts)."""
+    s = b.get("shard", 0)
+    return prefix if s == 0 else f"{prefix}{s:02d}"
+
+
+def _write_customers(out: Path, rng: np.random.Generator, b: dict[str, Any], lang: str, fmt: str, dirty: bool,
                      dirt: dict[str, Any]) -> tuple[str, int, str, int, dict[str, Any]]:
+    cu = b["cu"]
     n = len(cu)
     zh = lang == "zh"
-    ids = crm_ids(n)
+    ids = _cust_ids(b)
     cities = [c for p in V.PROVINCES for c in p[5]]
     prov = cu["prov"].to_numpy()
     city = cu["city"].to_numpy()
@@ -750,7 +815,7 @@ def _write_customers(out: Path, rng: np.random.Generator, cu: pd.DataFrame, lang
     # app accounts: a share of customers signed up in the app with a new id but the same mobile
     share = 0.05
     app_idx = _pick(rng, n, _count(share, n))
-    app_ids = np.array([f"U{x:09d}" for x in rng.choice(10**9, size=len(app_idx), replace=False)], dtype=object)
+    app_ids = np.array([f"{_tag('U', b)}{x:09d}" for x in rng.choice(10**9, size=len(app_idx), replace=False)], dtype=object)
     nick = (np.array(["小", "大", "阿", "老"], dtype=object)[rng.integers(0, 4, len(app_idx))]
             + np.array(list("明红杰芳强丽伟静"), dtype=object)[rng.integers(0, 8, len(app_idx))]
             + rng.integers(10, 999, len(app_idx)).astype(str).astype(object)) if zh else (
@@ -778,8 +843,8 @@ def _clean_orders(b: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     keep = ~b["lost"]
     idx = np.flatnonzero(keep)
     idx = idx[np.argsort(b["ts"][idx], kind="stable")]
-    oid = np.asarray(_ids("O", np.arange(1, len(idx) + 1), 10).to_numpy(zero_copy_only=False), dtype=object)
-    ids = crm_ids(len(b["cu"]))
+    oid = np.asarray(_ids(_tag("O", b), np.arange(1, len(idx) + 1), 10).to_numpy(zero_copy_only=False), dtype=object)
+    ids = _cust_ids(b)
     owner = b["owner"][idx]
     orders = pd.DataFrame({
         "order_id": oid, "cust": owner, "user_id": ids[owner], "ts": b["ts"][idx], "amount": b["amount"][idx],
@@ -868,11 +933,11 @@ def _tickets_frame(b: dict[str, Any], lang: str) -> pd.DataFrame:
     first = created + tk["resp"][order]
     resolved = first + tk["resolved_after"][order]
     resolved = np.where(tk["unresolved"][order] | (resolved >= EPOCH0 + NDAYS * DAY), -1, resolved)
-    ids = crm_ids(len(b["cu"]))
+    ids = _cust_ids(b)
     texts = [V.TICKET_THEMES[t][3 + li][k] for t, k in zip(theme, rng_text, strict=True)]
     chan = ((created // 13) % 4).astype(int)
     return pd.DataFrame({
-        "ticket_id": [f"T{i + 1:08d}" for i in range(n)], "cust": tk["owner"][order],
+        "ticket_id": [f"{_tag('T', b)}{i + 1:08d}" for i in range(n)], "cust": tk["owner"][order],
         "user_id": ids[tk["owner"][order]], "created": created, "first": first, "resolved": resolved,
         "category": [V.TICKET_THEMES[t][li] for t in theme], "theme": theme,
         "channel": np.array([c[li] for c in V.TICKET_CHANNELS], dtype=object)[chan],
@@ -910,7 +975,7 @@ def _reviews(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, t: pd
     k = rng.integers(0, 3, len(pick))
     content = [V.REVIEW_TEXTS[r][li][j] for r, j in zip(rating, k, strict=True)]
     order = np.argsort(when, kind="stable")
-    return pd.DataFrame({"review_id": [f"R{i + 1:08d}" for i in range(len(pick))],
+    return pd.DataFrame({"review_id": [f"{_tag('R', b)}{i + 1:08d}" for i in range(len(pick))],
                          "user_id": o["user_id"].to_numpy()[pick][order], "review_time": _fmt_ts(when[order]),
                          "product_id": b["products"]["product_id"].to_numpy()[prod][order],
                          "rating": rating[order], "content": np.array(content, dtype=object)[order]})
@@ -929,8 +994,8 @@ def _survey(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, t: pd.
     text = [V.SURVEY_TEXTS[c][j] for c, j in zip(cls, rng.integers(0, 3, k), strict=True)]
     when = EPOCH0 + (NDAYS - 90) * DAY + rng.integers(0, 89 * DAY, k)
     order = np.argsort(when, kind="stable")
-    return pd.DataFrame({SURVEY_HEADERS[0]: [f"Q{i + 1:07d}" for i in range(k)],
-                         SURVEY_HEADERS[1]: crm_ids(len(b["cu"]))[who][order],
+    return pd.DataFrame({SURVEY_HEADERS[0]: [f"{_tag('Q', b)}{i + 1:07d}" for i in range(k)],
+                         SURVEY_HEADERS[1]: _cust_ids(b)[who][order],
                          SURVEY_HEADERS[2]: _fmt_ts(when[order]), SURVEY_HEADERS[3]: nps[order],
                          SURVEY_HEADERS[4]: np.array(text, dtype=object)[order]})
 
@@ -938,6 +1003,7 @@ def _survey(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, t: pd.
 def _spend(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, dict]:
     """Daily cost per channel/campaign, budgeted so each paid channel lands near its planned ROI."""
     li = 0 if lang == "zh" else 1
+    camp_tag = f" #{b['shard'] + 1}" if b.get("shard", 0) else ""  # a later part's campaigns are its own
     paid = o[o["status"] == "paid"]
     day = ((paid["ts"].to_numpy() - EPOCH0) // DAY).astype(int)
     recs = []
@@ -958,7 +1024,7 @@ def _spend(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, lang: s
             clicks = np.round(uv * rng.uniform(1.1, 1.4, NDAYS)).astype(np.int64)
             imp = np.round(clicks / rng.uniform(0.01, 0.04, NDAYS)).astype(np.int64)
             recs.append(pd.DataFrame({"date": START + np.arange(NDAYS), "channel": cz if li == 0 else ce,
-                                      "channel_zh": cz, "campaign": camp_z if li == 0 else camp_e,
+                                      "channel_zh": cz, "campaign": (camp_z if li == 0 else camp_e) + camp_tag,
                                       "impressions": imp, "uv": uv, "clicks": clicks, "cost": cost}))
     spend = pd.concat(recs, ignore_index=True).sort_values(["date", "channel_zh"], kind="stable")
     return spend.reset_index(drop=True), dict(CHANNEL_ROI)
@@ -1029,7 +1095,7 @@ def _sessions_for(rng: np.random.Generator, b: dict[str, Any], o_sel: np.ndarray
 def _write_events(out: Path, rng: np.random.Generator, b: dict[str, Any], fmt: str, dirty: bool, dirt: dict,
                   prog: ProgressFn) -> tuple[str, int, dict]:
     n = len(b["cu"])
-    ids = pa.array(crm_ids(n))
+    ids = pa.array(_cust_ids(b))
     app_id = b["cu"]["app_id"].to_numpy()
     app_arr = pa.array(np.where(pd.isna(app_id), None, app_id), pa.string())
     anon = pa.array(np.array([f"d{x:012x}" for x in rng.integers(0, 2**48, n)], dtype=object))
@@ -1133,10 +1199,10 @@ def _write_events(out: Path, rng: np.random.Generator, b: dict[str, Any], fmt: s
             d["future_time"] += k_f
             d["negative_duration"] += k_n
         tab = pa.table({
-            "event_id": _ids("E", np.arange(ev_counter + 1, ev_counter + m + 1), 12), "user_id": uid,
+            "event_id": _ids(_tag("E", b), np.arange(ev_counter + 1, ev_counter + m + 1), 12), "user_id": uid,
             "anonymous_id": anon.take(pa.array(cust[order])), "event": ev_names.take(pa.array(kind[order])),
             "event_time": pa.array(ets_o, pa.timestamp("s")),
-            "session_id": _ids("S", sess_counter + 1 + sid[order], 11), "product_id": pcol,
+            "session_id": _ids(_tag("S", b), sess_counter + 1 + sid[order], 11), "product_id": pcol,
             "duration": pa.array(dur_o), "channel": chan_names.take(pa.array(s["channel"][sid][order])),
             "platform": plat_names.take(pa.array(s["platform"][sid][order])),
         }, schema=schema)

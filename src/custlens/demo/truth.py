@@ -234,9 +234,9 @@ def _seasonality(b: dict[str, Any], orders: pd.DataFrame) -> dict[str, Any]:
 
 
 def _anomalies(b: dict[str, Any], orders: pd.DataFrame) -> dict[str, Any]:
-    from custlens.demo.generator import crm_ids  # noqa: PLC0415
+    from custlens.demo.generator import _cust_ids  # noqa: PLC0415
 
-    ids = crm_ids(len(b["cu"]))
+    ids = _cust_ids(b)
     kinds = {k: sorted(ids[v].tolist()) for k, v in b["anomalies"].items()}
     return {"customers": kinds, "count": sum(len(v) for v in kinds.values()),
             "order_ids": {k: orders.loc[orders["kind"] == i, "order_id"].tolist()
