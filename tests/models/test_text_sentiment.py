@@ -73,3 +73,40 @@ def test_text_keywords_and_themes() -> None:
     assert themes_of("很好") == [] and themes_of(None) == []
     en = keywords(["the battery died fast", "battery is weak", "great screen"], top=3)
     assert en.iloc[0]["term"] == "battery"
+
+
+def _split_reference(tok: str, vocab: frozenset[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The prefix split as first written: every negator/degree prefix, longest first."""
+    from custlens.models.text import ZH_PARTICLES
+
+    for p in prefixes:
+        if tok.startswith(p) and len(tok) > len(p):
+            rest = tok[len(p):]
+            if rest in vocab:
+                return [p, rest]
+            sub = _split_reference(rest, vocab, prefixes)
+            if len(sub) > 1:
+                return [p, *sub]
+    for part in ZH_PARTICLES:
+        if tok.endswith(part) and tok[:-1] in vocab:
+            return [tok[:-1], part]
+    return [tok]
+
+
+def test_prefix_split_by_first_character_matches_trying_every_prefix() -> None:
+    """tokens_zh looks up prefixes by their first character; on every prefix + word and prefix + prefix + word
+    (and words with a particle) it splits as trying every prefix did."""
+    from custlens.models.text import _split_zh_token, _zh_vocab, lexicon, modifiers
+
+    vocab, by_first = _zh_vocab()
+    neg, deg = modifiers("zh")
+    prefixes = tuple(sorted(set(neg) | set(deg), key=len, reverse=True))
+    words = sorted(lexicon("zh"))[:300] + ["满意", "好用", "坏"]
+    cases = [p + w for p in prefixes for w in words] + [p + q + w for p in prefixes[:12] for q in prefixes[:12]
+                                                        for w in words[:40]] + [w + "了" for w in words]
+    split = 0
+    for tok in cases:
+        got = _split_zh_token(tok, vocab, by_first)
+        assert got == _split_reference(tok, vocab, prefixes), tok
+        split += len(got) > 1
+    assert split > len(cases) // 2  # the cases exercise the split, not only the fall-through

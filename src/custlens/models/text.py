@@ -167,9 +167,24 @@ def detect_lang(text: str) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # tokenization
 # ----------------------------------------------------------------------------------------------------------
-def _split_zh_token(tok: str, vocab: set[str], prefixes: tuple[str, ...]) -> list[str]:
-    """Split an unknown token starting with a negator/degree prefix (很满意 → 很 满意; 不太好用 → 不太 好用)."""
-    for p in prefixes:
+@cache
+def _zh_vocab() -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+    """The words tokens_zh keeps whole (lexicon, negators, degree words) and the negator/degree prefixes by
+    their first character, longest first (built once: it was rebuilt for every text)."""
+    neg, deg = modifiers("zh")
+    vocab = frozenset(lexicon("zh")) | frozenset(neg) | frozenset(deg)
+    by_first: dict[str, list[str]] = {}
+    for p in sorted(set(neg) | set(deg), key=len, reverse=True):
+        by_first.setdefault(p[0], []).append(p)
+    return vocab, {c: tuple(ps) for c, ps in by_first.items()}
+
+
+def _split_zh_token(tok: str, vocab: frozenset[str], prefixes: dict[str, tuple[str, ...]]) -> list[str]:
+    """Split an unknown token starting with a negator/degree prefix (很满意 → 很 满意; 不太好用 → 不太 好用).
+
+    `prefixes` maps a first character to the prefixes starting with it, longest first: the same prefixes,
+    in the same order, as trying every prefix longest first (the others cannot match)."""
+    for p in prefixes.get(tok[:1], ()):
         if tok.startswith(p) and len(tok) > len(p):
             rest = tok[len(p):]
             if rest in vocab:
@@ -186,10 +201,7 @@ def _split_zh_token(tok: str, vocab: set[str], prefixes: tuple[str, ...]) -> lis
 def tokens_zh(text: str) -> list[list[str]]:
     """Clauses of jieba tokens, with negator/degree prefixes split off lexicon words."""
     tok = _jieba()
-    lex = lexicon("zh")
-    neg, deg = modifiers("zh")
-    vocab = set(lex) | set(neg) | set(deg)
-    prefixes = tuple(sorted(set(neg) | set(deg), key=len, reverse=True))
+    vocab, prefixes = _zh_vocab()
     out = []
     for clause in _ZH_SPLIT.split(text):
         if not clause:
@@ -204,10 +216,15 @@ def tokens_zh(text: str) -> list[list[str]]:
     return out
 
 
+@cache
+def _en_phrases() -> tuple[str, ...]:
+    """Multi-word lexicon entries, longest first."""
+    return tuple(sorted((p for p in lexicon("en") if " " in p), key=len, reverse=True))
+
+
 def tokens_en(text: str) -> list[list[str]]:
     """Clauses of lower-case words; multi-word lexicon phrases joined into one token."""
-    lex = lexicon("en")
-    phrases = sorted((p for p in lex if " " in p), key=len, reverse=True)
+    phrases = _en_phrases()
     out = []
     for clause in _EN_CLAUSE.split(text.lower().replace("\u2019", "'")):
         words = _EN_WORD.findall(clause)
@@ -291,7 +308,15 @@ def score_text(text: str | None, lang: str = "auto") -> tuple[float, str]:
         return 0.0, "en" if lang == "auto" else lang
     text = str(text)
     lang = detect_lang(text) if lang == "auto" else lang
-    clauses = tokens_zh(text) if lang == "zh" else tokens_en(text)
+    return _score_clauses(_clauses(text, lang), lang), lang
+
+
+def _clauses(text: str, lang: str) -> list[list[str]]:
+    return tokens_zh(text) if lang == "zh" else tokens_en(text)
+
+
+def _score_clauses(clauses: list[list[str]], lang: str) -> float:
+    """score_text's score from the text's clauses."""
     scores = [_clause_score(c, lang) for c in clauses]
     for k, c in enumerate(clauses):
         if _contrast(c, lang) and k > 0:
@@ -301,7 +326,7 @@ def score_text(text: str | None, lang: str = "auto") -> tuple[float, str]:
         elif lang == "en" and c and c[0] in ("although", "though") and k + 1 < len(clauses):
             scores[k] *= 0.5
     total = sum(scores)
-    return float(math.tanh(total / 2.0)), lang
+    return float(math.tanh(total / 2.0))
 
 
 def label_of(score: float, band: float = NEUTRAL_BAND) -> str:
@@ -366,14 +391,18 @@ def content_tokens(text: str, lang: str = "auto") -> list[str]:
     if not isinstance(text, str) or not text.strip():
         return []
     lang = detect_lang(text) if lang == "auto" else lang
+    return _content(_clauses(text, lang), lang)
+
+
+def _content(clauses: list[list[str]], lang: str) -> list[str]:
+    """content_tokens from the text's clauses."""
     stop = stopwords(lang)
+    words = [w for c in clauses for w in c]
     if lang == "zh":
         neg, deg = modifiers("zh")
-        words = [w for c in tokens_zh(text) for w in c]
         return [w for w in words if w not in stop and w not in neg and w not in deg and _CJK.search(w)
                 and (len(w) > 1 or w in lexicon("zh"))]
     neg, _ = modifiers("en")
-    words = [w for c in tokens_en(text) for w in c]
     return [w for w in words if w not in stop and w not in neg and len(w) > 2]
 
 
@@ -382,14 +411,18 @@ def keywords(texts: Any, top: int = 10, lang: str = "auto") -> pd.DataFrame:
     return _tfidf_top({"all": list(texts)}, top, lang).drop(columns=["group"])
 
 
-def _tfidf_top(groups: dict[str, list[str]], top: int, lang: str) -> pd.DataFrame:
-    """Per group, its top terms by TF-IDF (terms are weighted within the group against all texts' IDF)."""
+def _tfidf_top(groups: dict[str, list[str]], top: int, lang: str,
+               tokens: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Per group, its top terms by TF-IDF (terms are weighted within the group against all texts' IDF).
+    `tokens` holds texts' content tokens already computed (score_rows(..., tokens=))."""
     from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
 
     docs, owners = [], []
+    known = tokens or {}
     for g, texts in groups.items():
         for x in texts:
-            docs.append(content_tokens(x, lang))
+            d = known.get(x) if isinstance(x, str) else None
+            docs.append(d if d is not None else content_tokens(x, lang))
             owners.append(g)
     cols = ["group", "term", "score", "docs"]
     if not any(docs):
@@ -486,14 +519,31 @@ def text_rows(ws: Any, source: str = "tickets", by: str | None = "category") -> 
     return base.select("id", "user_id", "grp", "text")
 
 
-def score_rows(rows: ir.Table, lang: str = "auto", batch_size: int = 50_000) -> pd.DataFrame:
-    """Score texts streamed from the engine in Arrow batches: id, user_id, grp, score, label, lang, themes."""
+def score_rows(rows: ir.Table, lang: str = "auto", batch_size: int = 50_000,
+               tokens: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Score texts streamed from the engine in Arrow batches: id, user_id, grp, score, label, lang, themes.
+
+    With a `tokens` dict, each distinct text is tokenized once for both its score and its content tokens
+    (kept in `tokens` for the keyword TF-IDF), and a text seen before is not scored again."""
     parts = []
+    seen: dict[str, tuple[float, str]] = {}
+
+    def one(x: Any) -> tuple[float, str]:
+        if tokens is None or not isinstance(x, str) or not x.strip():
+            return score_text(x, lang)
+        hit = seen.get(x)
+        if hit is None:
+            lg = detect_lang(x) if lang == "auto" else lang
+            cl = _clauses(x, lg)
+            hit = seen[x] = (_score_clauses(cl, lg), lg)
+            tokens[x] = _content(cl, lg)
+        return hit
+
     for batch in rows.to_pyarrow_batches(chunk_size=batch_size):
         df = batch.to_pandas()
         if df.empty:
             continue
-        scored = [score_text(x, lang) for x in df["text"]]
+        scored = [one(x) for x in df["text"]]
         df["score"] = [s for s, _ in scored]
         df["lang"] = [lg for _, lg in scored]
         df["label"] = [label_of(s) for s in df["score"]]
@@ -548,13 +598,14 @@ def analyze_text(ws: Any, source: str = "tickets", by: str = "category", *, top:
     _check("lang", lang, LANGS)
     if not isinstance(top, int) or top < 1:
         raise _bad("top", top, ("an integer >= 1",))
-    scored = score_rows(text_rows(ws, source, by), lang)
+    tokens: dict[str, list[str]] = {}  # each text tokenized once: for its score and for the three TF-IDFs
+    scored = score_rows(text_rows(ws, source, by), lang, tokens=tokens)
     if scored.empty:
         raise DataError(t("text.err.empty", None, source=source), where=source, fix=t("text.err.empty.fix"))
     ui_lang = None
     neg = scored[scored["label"] == "negative"]
     rows = []
-    kw_by_group = _tfidf_top({g: list(x) for g, x in scored.groupby("grp")["text"]}, 5, lang)
+    kw_by_group = _tfidf_top({g: list(x) for g, x in scored.groupby("grp")["text"]}, 5, lang, tokens)
     kw_map = kw_by_group.groupby("group")["term"].agg(lambda s: ", ".join(s)).to_dict()
     for g, grp in scored.groupby("grp", sort=False):
         shares = grp["label"].value_counts(normalize=True)
@@ -566,16 +617,17 @@ def analyze_text(ws: Any, source: str = "tickets", by: str = "category", *, top:
     table = pd.DataFrame(rows).sort_values(["n", "group"], ascending=[False, True]).reset_index(drop=True)
     counts = Counter(th for ths in neg["themes"] for th in ths)
     per_theme = {th: [x for x, ths in zip(neg["text"], neg["themes"], strict=True) if th in ths] for th in counts}
-    terms = _tfidf_top(per_theme, top, lang) if per_theme else pd.DataFrame(columns=["group", "term"])
+    terms = _tfidf_top(per_theme, top, lang, tokens) if per_theme else pd.DataFrame(columns=["group", "term"])
     term_map = terms.groupby("group")["term"].agg(lambda s: ", ".join(s)).to_dict()
     themes = pd.DataFrame([{"theme": th, "label": t(f"text.theme.{th}", ui_lang), "complaints": counts[th],
                             "share": counts[th] / max(len(neg), 1), "top_terms": term_map.get(th, "")}
                            for th in sorted(counts, key=lambda k: (-counts[k], THEMES.index(k)))],
                           columns=["theme", "label", "complaints", "share", "top_terms"])
-    kws = keywords(scored["text"].tolist(), top, lang)
+    kws = _tfidf_top({"all": scored["text"].tolist()}, top, lang, tokens).drop(columns=["group"])
+    del tokens
     written = 0
     if write:
-        written = write_sentiment(ws, lang=lang)
+        written = write_sentiment(ws, lang=lang, scored={source: scored})
     summary = {"texts": len(scored), "groups": len(table), "avg_sentiment": float(scored["score"].mean()),
                **{f"{lb}_share": float((scored["label"] == lb).mean()) for lb in LABELS},
                "complaints": len(neg), "top_theme": themes["theme"].iloc[0] if len(themes) else None,
@@ -584,11 +636,17 @@ def analyze_text(ws: Any, source: str = "tickets", by: str = "category", *, top:
     return TextResult(table=table, params=params, summary=summary, themes=themes, keywords=kws, texts=scored)
 
 
-def customer_sentiment(ws: Any, lang: str = "auto") -> pd.DataFrame:
-    """Per customer (stitched person): avg_sentiment over all ticket and feedback texts, and their count."""
+def customer_sentiment(ws: Any, lang: str = "auto", scored: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Per customer (stitched person): avg_sentiment over all ticket and feedback texts, and their count.
+
+    `scored` holds sources already scored with the same lang (score_rows of text_rows, any grouping: the
+    rows and scores do not depend on it), which are not scored again."""
     parts = []
     for source in TEXT_SOURCES:
-        if ws.has_table(source) and ws.row_count(source):
+        if scored is not None and source in scored:
+            s = scored[source]
+            parts.append(s[s["user_id"].notnull()][["user_id", "score"]])
+        elif ws.has_table(source) and ws.row_count(source):
             s = score_rows(text_rows(ws, source, None), lang)
             parts.append(s[s["user_id"].notnull()][["user_id", "score"]])
     if not parts:
@@ -599,11 +657,11 @@ def customer_sentiment(ws: Any, lang: str = "auto") -> pd.DataFrame:
     return out
 
 
-def write_sentiment(ws: Any, lang: str = "auto") -> int:
+def write_sentiment(ws: Any, lang: str = "auto", scored: dict[str, pd.DataFrame] | None = None) -> int:
     """Write avg_sentiment per customer into the profile (profile_scores); returns the number of customers."""
     from custlens.profile.build import write_scores  # noqa: PLC0415
 
-    cs = customer_sentiment(ws, lang)
+    cs = customer_sentiment(ws, lang, scored)
     if cs.empty:
         return 0
     write_scores(ws, cs[["user_id", "avg_sentiment"]].reset_index(drop=True))
