@@ -3,13 +3,14 @@ straightforward pandas implementation vs a numpy/Arrow scan floor (read the need
 one vectorized pass), and chdb's windowFunnel when `chdb` is importable.
 
 Sizes: S = 50k customers (the demo: ~0.23M orders, ~2.3M events), M = 1M customers (~10.1M orders, ~49.7M events,
-with the generator's shape knobs in SHAPE), L = 5M (M copied 5 times) (`python bench/run.py --size M --only analytics`
+with the generator's shape knobs in SHAPE), L = 5M (M's shape, generated in 5 parts: GENERATE) (`python bench/run.py --size M --only analytics`
 on a quiet machine). The demo workspace for a size is built once and cached in the temp folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -23,53 +24,29 @@ import pandas as pd
 
 SIZES = {"S": 50_000, "M": 1_000_000, "L": 5_000_000}  # issue 8: M = 1M customers, L = 5M
 # The generator's shape knobs that give issue 8's sizes: M = 1M customers, 10M orders, 50M events (the demo's
-# defaults give ~4.5 orders and ~47 events per customer); L, M copied 5 times, is then 50M orders and 250M events.
-SHAPE: dict[str, dict[str, float]] = {"S": {}, "M": {"order_rate": 2.5, "tracked_share": 0.48}}
+# defaults give ~4.5 orders and ~47 events per customer); L, M's shape for 5M customers, is then 50M orders and 250M events.
+SHAPE: dict[str, dict[str, float]] = {"S": {}, "M": {"order_rate": 2.5, "tracked_share": 0.48},
+                                      "L": {"order_rate": 2.5, "tracked_share": 0.48}}
 AS_OF = "2024-12-31"
 D_FROM = "2024-07-01"
 STEPS = ["view", "add_to_cart", "checkout", "order"]
 WINDOW_S = 7 * 86400
 
 
-# Size L is built from size M's warehouse: K copies with disjoint ids (`~k` appended to every id), because the
-# generator holds the orders in memory (6.3 GB peak at M, ~5x that at L) and generating and ingesting 33 GB of CSV
-# would take ~50 minutes on 2 cores. Every count of an analysis at L is then exactly K times the one at M: a check, not just a size.
-REPLICATE = {"L": ("M", 5)}
-REPLICA_IDS = {"events": ("event_id", "user_id", "anonymous_id", "session_id"), "orders": ("order_id", "user_id"),
-               "order_items": ("order_id",), "customers": ("user_id",), "tickets": ("ticket_id", "user_id"),
-               "feedback": ("feedback_id", "user_id"), "channel_spend": ("campaign",)}
-
-
-def _replicated(root: Path, size: str, base: str, k: int) -> Path:
-    """Size `base`'s warehouse copied k times with disjoint ids into root/ws (spend copied too, so ROI is kept)."""
-    import custlens
-
-    src = workspace(base) / "warehouse.duckdb"
-    if (root / "ws").exists():
-        shutil.rmtree(root / "ws")
-    ws = custlens.init(root / "ws")
-    con = ws.duck
-    con.execute(f"ATTACH '{src}' AS base (READ_ONLY)")
-    con.execute("INSERT INTO products SELECT * FROM base.products")
-    for table, ids in REPLICA_IDS.items():
-        for i in range(k):
-            repl = ", ".join(f"{c} || '~{i}' AS {c}" for c in ids)
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * REPLACE ({repl}) FROM base.{table}")
-            print(f"replicated {table} copy {i + 1}/{k}", flush=True)
-    con.execute("DETACH base")
-    con.execute("CHECKPOINT")
-    ws.close()
-    (root / "ready.json").write_text(json.dumps({"customers": SIZES[size], "replicated_from": base, "copies": k,
-                                                 "shape": shape_of(size)}))
-    return root / "ws"
+# Size L is generated like M, in 5 parts of 1M customers written one after another (the generator holds a part's
+# orders in memory: 13.4 GB at M), as Parquet (the CSV would be ~41 GB). BENCH_WS_<SIZE> names a workspace to use
+# instead of building one (e.g. the pipeline suite's, kept with BENCH_KEEP=1: it is then also cleaned and optimized).
+GENERATE: dict[str, dict[str, object]] = {"L": {"shards": 5, "fmt": "parquet"}}
 
 
 def workspace(size: str) -> Path:
-    """The cached demo workspace for a size (generated and ingested on first use; L replicated from M)."""
+    """The cached demo workspace for a size (generated and ingested on first use), or BENCH_WS_<SIZE>."""
     import custlens
     from custlens.demo import generate
     from custlens.ingest.loader import ingest
 
+    if os.environ.get(f"BENCH_WS_{size}"):
+        return Path(os.environ[f"BENCH_WS_{size}"])
     root = Path(tempfile.gettempdir()) / f"custlens-bench-analytics-{size}"
     done = root / "ready.json"
     shape = shape_of(size)
@@ -78,15 +55,12 @@ def workspace(size: str) -> Path:
     if done.exists():  # cached at another shape (an older generator setting): built again
         print(f"bench: {root} was built with another shape; rebuilding it", flush=True)
         shutil.rmtree(root)
-    if size in REPLICATE:
-        root.mkdir(parents=True, exist_ok=True)
-        return _replicated(root, size, *REPLICATE[size])
     manifest_file = root / "data" / "manifest.json"
     man = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
     if man and {k: man.get(k, 1.0) for k in shape} == shape:  # generated by an earlier, interrupted run (seeded)
         manifest = man["files"]
     else:
-        manifest = generate(root / "data", customers=SIZES[size], seed=42, **shape).manifest
+        manifest = generate(root / "data", customers=SIZES[size], seed=42, **shape, **GENERATE.get(size, {})).manifest
     if (root / "ws").exists():
         shutil.rmtree(root / "ws")  # a half-ingested warehouse from an interrupted run
     ws = custlens.init(root / "ws")
@@ -98,8 +72,8 @@ def workspace(size: str) -> Path:
 
 
 def shape_of(size: str) -> dict[str, float]:
-    """The generator knobs behind a size (a replicated size: its base's)."""
-    return SHAPE.get(REPLICATE[size][0] if size in REPLICATE else size, {})
+    """The generator knobs behind a size."""
+    return SHAPE.get(size, {})
 
 
 PANDAS_MAX_EVENTS = 100_000_000  # above this the pandas rows that load the events are not run (size L)

@@ -20,8 +20,6 @@ import textwrap
 from pathlib import Path
 
 SIZES = {"S": 50_000, "M": 1_000_000, "L": 5_000_000}  # issue 8: M = 1M customers
-# L: parts of M's size written one after another (memory is one part's), as Parquet
-GENERATE = {"L": {"shards": 5, "fmt": "parquet"}}
 
 _STAGE = textwrap.dedent("""
     import json, resource, sys, time
@@ -103,7 +101,7 @@ def run(size: str) -> list[dict]:
     stages = STAGES
     limit = os.environ.get("BENCH_MEMORY_LIMIT") if size == "L" else None  # e.g. 12GB (size L only)
     impl = f"custlens, memory_limit {limit}" if limit else "custlens"
-    shape = {**ba.shape_of(size), **GENERATE.get(size, {})}
+    shape = {**ba.shape_of(size), **ba.GENERATE.get(size, {})}  # L: 5 parts of M's size, Parquet
     if size == "L":
         stages = tuple(s for s in STAGES if s != "models")
         rows.append({"suite": "pipeline", "case": f"models, {n:,} customers", "impl": "custlens",
