@@ -5,7 +5,8 @@ Sizes: S = 50k customers, M = 1M, L = 5M (`python bench/run.py --size M --only p
 L is generated for real in 5 parts of 1M customers at M's shape (`generate(..., shards=5)`, Parquet: the CSV
 would be ~41 GB), ingested file by file into one warehouse, then cleaned, optimized, profiled and reported on
 (with `[engine] memory_limit` set from BENCH_MEMORY_LIMIT when given). The models are measured up to M (18 min
-there). BENCH_STAGES=generate,ingest runs only the named stages (a later stage needs the earlier ones' output).
+there). BENCH_STAGES=generate,ingest runs only the named stages (a later stage needs the earlier ones' output);
+BENCH_PIPELINE_ROOT=DIR runs them in a root kept by an earlier run (BENCH_KEEP=1), e.g. to ingest its data again.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def run(size: str) -> list[dict]:
     import bench_analytics as ba  # bench/ is on sys.path (python bench/run.py)
 
     n = SIZES[size]
-    root = Path(tempfile.mkdtemp(prefix=f"custlens-bench-pipeline-{size}-"))
+    reuse = os.environ.get("BENCH_PIPELINE_ROOT")  # a kept root: its generated data/ is used again (with
+    root = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix=f"custlens-bench-pipeline-{size}-"))
+    if reuse and "generate" not in os.environ.get("BENCH_STAGES", "generate"):  # BENCH_STAGES without generate)
+        shutil.rmtree(root / "ws", ignore_errors=True)
     rows: list[dict] = []
     stages = STAGES
     limit = os.environ.get("BENCH_MEMORY_LIMIT") if size == "L" else None  # e.g. 12GB (size L only)
@@ -132,7 +136,7 @@ def run(size: str) -> list[dict]:
                                  f"{sum(f.stat().st_size for f in (root / 'data').rglob('*') if f.is_file()) / 2**20:,.0f} MB"
                                  if "generate" in stages else "")})
     finally:
-        if os.environ.get("BENCH_KEEP"):  # e.g. to measure customer-360 latency on the built warehouse
+        if os.environ.get("BENCH_KEEP") or reuse:  # e.g. to measure customer-360 latency on the built warehouse
             print(f"bench_pipeline: kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)

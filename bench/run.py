@@ -36,17 +36,15 @@ def load_suites(only: list[str] | None) -> list[tuple[str, object]]:
 
 
 SIZE_NOTES = {
-    "L": "Size L is size M's warehouse copied 5 times with disjoint ids (`bench_analytics.REPLICATE`): 5M customers, "
-         "49.9M orders, 248M events, 11 GB on disk (issue 8's L: 5M customers, 50M orders, 250M events). The demo "
-         "generator holds the orders in memory (13.4 GB peak at M, so ~65 GB at L), and generating and ingesting "
-         "43 GB of CSV would take ~70 minutes on 2 cores (M: 258 s + 567 s), so generation and ingest are measured "
-         "at M only. Every count at L is exactly 5 times the one at M (compare the funnel counts and the "
-         "out-of-core result checks with docs/benchmarks-M.md): the copies are a check as well as a size. The pandas rows "
-         "that load the events are not run: 248M events as pandas frames do not fit in 24 GiB. The pipeline "
-         "stages run on a copy of that warehouse; its copies share phone numbers, emails and ID numbers, so "
-         "identity stitching (rightly) merges each customer's 5 copies and the profile has M's 1.0M persons "
-         "from 5.25M customer records. Rows measured before 2026-11-25 ran on the earlier L (M's earlier shape "
-         "copied 5 times: 22.4M orders, 232M events).",
+    "L": "Size L is generated like M for 5M customers, in 5 parts of 1M written one after another "
+         "(`generate(..., shards=5)`, Parquet: docs/demo-data.md; the generator holds a part's orders in memory): "
+         "5.35M customer records (CRM and app), 50.5M orders, 84.9M order lines, 248.5M events, 10.4M tickets and "
+         "feedback, 400M source rows in 8.5 GB of Parquet. The pipeline suite generates, ingests, cleans, "
+         "optimizes, profiles and reports on it (not the models: 18 min at M). The analytics and out-of-core suites "
+         "ran on the pipeline's warehouse (BENCH_WS_L), which is cleaned and optimized, where M's analytics "
+         "warehouse is only ingested. The pandas rows that load the events are not run: 250M events as pandas "
+         "frames do not fit in 24 GiB. Rows measured before 2026-11-25 ran on M's warehouse copied 5 times with "
+         "disjoint ids.",
 }
 
 

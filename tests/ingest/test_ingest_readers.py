@@ -48,6 +48,30 @@ def test_gbk_detected_from_prefix():
     assert detect_encoding(text.encode("utf-8")) == "utf-8"
 
 
+def test_gbk_file_whose_prefix_ends_inside_a_character(tmp_path):
+    """The reader detects the encoding on the file's first PREFIX_BYTES; a GBK file larger than that whose
+    prefix ends in the middle of a two-byte character was 'cannot detect the text encoding' (found on the
+    size-L survey exports)."""
+    from custlens.ingest.readers import PREFIX_BYTES
+
+    rows = [f"Q{i:07d},C{i:08d},2024-10-03 00:02:44,{i % 11},售后太难了，不会再来" for i in range(12_000)]
+    for pad in range(64):  # shift the content until the prefix boundary splits a character
+        data = ("问卷ID,用户ID,反馈时间,评分,反馈内容" + " " * pad + "\n" + "\n".join(rows) + "\n").encode("gbk")
+        assert len(data) > PREFIX_BYTES
+        try:
+            data[:PREFIX_BYTES].decode("gb18030")
+        except UnicodeDecodeError:
+            break
+    else:
+        pytest.fail("no padding put the boundary inside a character")
+    path = tmp_path / "survey_gbk.csv"
+    path.write_bytes(data)
+    (src,) = open_sources(path)
+    assert src.encoding == "gb18030"
+    got = [r for b in src.batches() for r in b.to_pylist()]
+    assert len(got) == 12_000 and got[-1]["反馈内容"] == "售后太难了，不会再来"
+
+
 def test_xlsx_each_sheet_or_named_one():
     srcs = open_sources(D / "crm.xlsx")
     assert [s.name for s in srcs] == ["crm.xlsx#会员", "crm.xlsx#orders"]
