@@ -137,3 +137,24 @@ def test_unreadable_files_name_the_file(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(InputError, match="broken.xlsx"):
         open_sources(broken)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_parquet_timestamps_become_the_same_text_as_cell_by_cell(unit):
+    """Typed Parquet timestamps and dates are turned into text vectorized; the text is what to_text writes
+    for each value (datetime.isoformat with a space), before 1970, at fractions of a second, at the ends of
+    datetime's range and for nulls."""
+    import numpy as np
+    import pyarrow as pa
+
+    from custlens.ingest.readers import _as_strings, to_text
+
+    per = {"s": 1, "ms": 1_000, "us": 1_000_000}[unit]
+    lo, hi = -62135596800 * per, 253402300799 * per + per - 1  # 0001-01-01 … 9999-12-31 23:59:59.999999
+    rng = np.random.default_rng(7)
+    v = np.concatenate([rng.integers(lo, hi, 3000), rng.integers(-10 * per, 10 * per, 500), [lo, hi, 0, -1, 1]])
+    mask = rng.random(len(v)) < 0.05
+    col = pa.array(v, pa.timestamp(unit), mask=mask)
+    assert _as_strings(col).to_pylist() == [to_text(x) for x in col.to_pylist()]
+    days = pa.array(rng.integers(-719162, 2932896, 2000).astype(np.int32), pa.date32())
+    assert _as_strings(days).to_pylist() == [to_text(x) for x in days.to_pylist()]

@@ -377,10 +377,31 @@ def _parquet_source(path: Path, batch_rows: int) -> Source:
                   hasher=lambda: file_sha256(path), size=0)
 
 
+def _timestamps_as_text(col: pa.Array) -> pa.Array:
+    """Naive second/milli/microsecond timestamps as to_text writes them (datetime.isoformat(sep=" ")),
+    vectorized: 'YYYY-MM-DD HH:MM:SS', plus '.ffffff' when the microseconds are not 0. The Python path took
+    7 µs a value, half of a Parquet event file's ingest."""
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    us = col.cast(pa.timestamp("us")).cast(pa.int64())
+    valid = us.is_valid()
+    v = pc.fill_null(us, 0).to_numpy(zero_copy_only=False)
+    frac = v % 1_000_000  # floored: 1969-12-31 23:59:59.5 is second -1 plus 500000 µs, as datetime has it
+    secs = pa.array((v - frac) // 1_000_000, pa.int64()).cast(pa.timestamp("s"))
+    text = secs.cast(pa.string())  # "YYYY-MM-DD HH:MM:SS", 20x faster than pc.strftime with that format
+    micro = pc.utf8_lpad(pa.array(frac).cast(pa.string()), 6, "0")
+    text = pc.if_else(pa.array(frac != 0), pc.binary_join_element_wise(text, ".", micro, ""), text)
+    return pc.if_else(valid, text, pa.scalar(None, pa.string()))
+
+
 def _as_strings(col: pa.Array) -> pa.Array:
     ty = col.type
     if pa.types.is_string(ty) or pa.types.is_large_string(ty):
         out = col.cast(pa.string())
+    elif pa.types.is_timestamp(ty) and ty.tz is None and ty.unit in ("s", "ms", "us"):
+        out = _timestamps_as_text(col)
+    elif pa.types.is_date(ty):
+        out = col.cast(pa.string())  # ISO dates, as date.isoformat
     elif pa.types.is_floating(ty) or pa.types.is_timestamp(ty) or pa.types.is_date(ty) or pa.types.is_nested(ty) \
             or pa.types.is_binary(ty) or pa.types.is_decimal(ty):
         out = pa.array([to_text(v) for v in col.to_pylist()], pa.string())
