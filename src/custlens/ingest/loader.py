@@ -225,6 +225,7 @@ class _Loader:
         self.pii_kind: dict[str, str] = {}  # source header → kind (mapped PII + detected extras)
         self.canon_src = {c: h for h, c in cm.mapped.items()}
         self.crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
+        self.replacements: bool | None = None  # the connection's python_enable_replacements, read once
         from custlens.security.subjects import tombstoned  # noqa: PLC0415
 
         self.tombstoned = tombstoned if ws.has_table("tombstones") else None
@@ -446,13 +447,21 @@ class _Loader:
             sql_cols.append(f"'h' || md5(concat_ws(chr(31), {joined})) AS \"event_id\"")
         sql_cols += ['"_row"', "? AS \"_source\"", "? AS \"_load_id\""]
         err = "concat_ws(',', " + ", ".join(err_parts) + ")" if err_parts else "''"
-        self.con.register("_cl_in", tbl)
+        # The batch is read by name through DuckDB's replacement scan of this frame's local `_cl_in` (Ibis turns
+        # those scans off; on for this one statement), not con.register: inside the load's transaction a
+        # registered view keeps its Arrow data alive until commit, so a 50M-row event file held ~8 GB of
+        # batches beside DuckDB's memory limit (size L: 22 GB RSS with the limit at 11.7 GiB).
+        _cl_in = tbl  # noqa: F841
+        if self.replacements is None:
+            self.replacements = self.con.execute("SELECT current_setting('python_enable_replacements')").fetchone()[0]
+        self.con.execute("SET python_enable_replacements = true")
         try:
             self.con.execute(f"INSERT INTO {quote(self.stage)} BY NAME SELECT {', '.join(sql_cols)}, _err FROM "
                              f"(SELECT *, {err} AS _err FROM (SELECT {', '.join(inner)} FROM _cl_in))",
                              [self.src.name, self.rep.load_id])
         finally:
-            self.con.unregister("_cl_in")
+            self.con.execute(f"SET python_enable_replacements = {'true' if self.replacements else 'false'}")
+        del _cl_in, tbl
         bad = self.con.execute(f"SELECT \"_row\", _err FROM {quote(self.stage)} WHERE \"_row\" > ? AND _err <> '' "
                                f"ORDER BY \"_row\"", [base]).fetchall()
         if bad:
