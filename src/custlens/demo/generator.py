@@ -727,13 +727,13 @@ def crm_ids(n: int, base: int = 0) -> np.ndarray:
 
 
 def _cust_ids(b: dict[str, Any]) -> np.ndarray:
-    return crm_ids(len(b["cu"]), b.get("base", 0))
+    return crm_ids(len(b["cu"]), b["base"])
 
 
 def _tag(prefix: str, b: dict[str, Any]) -> str:
     """An id prefix unique to the part: the demo's own, and two more digits for part s > 0 of a sharded run
     (O0000000001 in part 0, O010000000001 in part 1: different lengths, so no id repeats across parts)."""
-    s = b.get("shard", 0)
+    s = b["shard"]
     return prefix if s == 0 else f"{prefix}{s:02d}"
 
 
@@ -1003,7 +1003,7 @@ def _survey(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, t: pd.
 def _spend(rng: np.random.Generator, b: dict[str, Any], o: pd.DataFrame, lang: str) -> tuple[pd.DataFrame, dict]:
     """Daily cost per channel/campaign, budgeted so each paid channel lands near its planned ROI."""
     li = 0 if lang == "zh" else 1
-    camp_tag = f" #{b['shard'] + 1}" if b.get("shard", 0) else ""  # a later part's campaigns are its own
+    camp_tag = f" #{b['shard'] + 1}" if b["shard"] else ""  # a later part's campaigns are its own
     paid = o[o["status"] == "paid"]
     day = ((paid["ts"].to_numpy() - EPOCH0) // DAY).astype(int)
     recs = []

@@ -225,7 +225,6 @@ class _Loader:
         self.pii_kind: dict[str, str] = {}  # source header → kind (mapped PII + detected extras)
         self.canon_src = {c: h for h, c in cm.mapped.items()}
         self.crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
-        self.replacements: bool | None = None  # the connection's python_enable_replacements, read once
         from custlens.security.subjects import tombstoned  # noqa: PLC0415
 
         self.tombstoned = tombstoned if ws.has_table("tombstones") else None
@@ -272,6 +271,8 @@ class _Loader:
     # ----- main
     def run(self) -> None:
         self.con.execute("SET enable_progress_bar = false")
+        # restored after each batch's insert, which switches replacement scans on (see _batch)
+        self.replacements = self.con.execute("SELECT current_setting('python_enable_replacements')").fetchone()[0]
         it: Iterator[pa.RecordBatch] = self.src.batches()
         first = next(it, None)
         self._detect_extra_pii(first)
@@ -452,8 +453,6 @@ class _Loader:
         # registered view keeps its Arrow data alive until commit, so a 50M-row event file held ~8 GB of
         # batches beside DuckDB's memory limit (size L: 22 GB RSS with the limit at 11.7 GiB).
         _cl_in = tbl  # noqa: F841
-        if self.replacements is None:
-            self.replacements = self.con.execute("SELECT current_setting('python_enable_replacements')").fetchone()[0]
         self.con.execute("SET python_enable_replacements = true")
         try:
             self.con.execute(f"INSERT INTO {quote(self.stage)} BY NAME SELECT {', '.join(sql_cols)}, _err FROM "

@@ -402,8 +402,8 @@ def _as_strings(col: pa.Array) -> pa.Array:
         out = _timestamps_as_text(col)
     elif pa.types.is_date(ty):
         out = col.cast(pa.string())  # ISO dates, as date.isoformat
-    elif pa.types.is_floating(ty) or pa.types.is_timestamp(ty) or pa.types.is_date(ty) or pa.types.is_nested(ty) \
-            or pa.types.is_binary(ty) or pa.types.is_decimal(ty):
+    elif pa.types.is_floating(ty) or pa.types.is_timestamp(ty) or pa.types.is_nested(ty) \
+            or pa.types.is_binary(ty) or pa.types.is_decimal(ty):  # timestamps here: with a zone, or in ns
         out = pa.array([to_text(v) for v in col.to_pylist()], pa.string())
     else:
         try:

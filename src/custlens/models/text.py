@@ -406,9 +406,10 @@ def _content(clauses: list[list[str]], lang: str) -> list[str]:
     return [w for w in words if w not in stop and w not in neg and len(w) > 2]
 
 
-def keywords(texts: Any, top: int = 10, lang: str = "auto") -> pd.DataFrame:
-    """Top terms by mean TF-IDF over the texts (term, score, docs)."""
-    return _tfidf_top({"all": list(texts)}, top, lang).drop(columns=["group"])
+def keywords(texts: Any, top: int = 10, lang: str = "auto", *, tokens: dict[str, list[str]] | None = None
+             ) -> pd.DataFrame:
+    """Top terms by mean TF-IDF over the texts (term, score, docs); `tokens` as for _tfidf_top."""
+    return _tfidf_top({"all": list(texts)}, top, lang, tokens).drop(columns=["group"])
 
 
 def _tfidf_top(groups: dict[str, list[str]], top: int, lang: str,
@@ -623,7 +624,7 @@ def analyze_text(ws: Any, source: str = "tickets", by: str = "category", *, top:
                             "share": counts[th] / max(len(neg), 1), "top_terms": term_map.get(th, "")}
                            for th in sorted(counts, key=lambda k: (-counts[k], THEMES.index(k)))],
                           columns=["theme", "label", "complaints", "share", "top_terms"])
-    kws = _tfidf_top({"all": scored["text"].tolist()}, top, lang, tokens).drop(columns=["group"])
+    kws = keywords(scored["text"].tolist(), top, lang, tokens=tokens)
     del tokens
     written = 0
     if write:
