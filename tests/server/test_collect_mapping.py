@@ -44,3 +44,16 @@ def test_collect_request_record_round_trip():
     single = {"userId": "u1", "event": "view"}
     rec = request_record(json.dumps(single).encode(), single, "track", "web", 1.5, None, 1, [], {"0": "srv-1"})
     assert expand(json.loads(rec)) == [("srv-1", {"userId": "u1", "event": "view", "type": "track"})]
+
+
+def test_collect_ip_tokens_are_cached_per_key_not_shared_across_keys():
+    """An address keeps its token across batches while cached (no re-encryption per batch); a protector for
+    another workspace key never hands out the first key's tokens, and each token decrypts under its own key."""
+    k1, k2 = os.urandom(32), os.urandom(32)
+    p1, p2 = IpProtector(k1), IpProtector(k2)
+    first = p1(["198.51.100.9", "198.51.100.10"])[2]
+    again = p1(["198.51.100.10", None, "198.51.100.9"])[2]
+    assert again == [first[1], None, first[0]]
+    assert first[0] != first[1]  # distinct addresses, distinct nonces and tokens
+    other = p2(["198.51.100.9"])[2][0]
+    assert other != first[0] and decrypt(other, k2) == "198.51.100.9" == decrypt(first[0], k1)
