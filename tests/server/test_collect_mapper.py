@@ -115,6 +115,26 @@ def test_mapper_process_stores_what_the_writer_thread_stores(spooled, tmp_path, 
     assert stored + dups + bad == received and colls == 6 and dups == 6 and bad == 8
 
 
+def test_counting_an_all_new_batch_stores_what_the_event_loop_stores(spooled, tmp_path, monkeypatch):
+    """The writer's shortcut for a batch of only new events (count instead of deciding event by event) gives
+    the same rows, dedup entries, identity links and counters as the general loop, on a spool where some
+    batches qualify and others hold retries, collisions and bad items."""
+    from custlens.server import writer
+
+    root, _ = spooled
+    here, there = tmp_path / "here", tmp_path / "there"
+    shutil.copytree(root, here)
+    shutil.copytree(root, there)
+    real, verdicts = writer._all_new, []
+    monkeypatch.setattr(writer, "_all_new", lambda *a: verdicts.append(real(*a)) or verdicts[-1])
+    a = _drain(here, 0)
+    assert True in verdicts and False in verdicts  # both kinds of batch occur
+    monkeypatch.setattr(writer, "_all_new", lambda *a: False)
+    b = _drain(there, 0)
+    for k in ("events", "ip_enc", "dedup", "stats", "links", "bad", "offset", "batches"):
+        assert a[k] == b[k], k
+
+
 def test_mapper_exits_with_a_killed_server(tmp_path):
     """kill -9 of the server leaves no mapper process behind (it watches its parent)."""
     import subprocess

@@ -847,7 +847,22 @@ class Writer:
             links: dict[tuple[str, str], datetime] = {}
             times = _Times(tz)
             pos, errors, st_links = st.pos, st.errors, st.links
-            for i, (t_, name, at, mid, h, bad_id) in enumerate(meta):
+            fresh = _all_new(seen, replay_ids, errors, mids, meta)
+            if fresh:
+                # The common batch: no id seen before or twice in it, no replay, every mapping done. Every event
+                # is stored as staged, so the decisions of the loop below reduce to counting (the same rows and
+                # counters; ~5 µs an event less in the writer thread, which shares the server's GIL).
+                for name, k in Counter(e[1] for e in meta).items():
+                    c = counts[name]
+                    c.received += k
+                    c.stored += k
+                    tags[name] += k
+                take = list(range(len(meta)))
+                dedup_rows = [(e[3], e[4], e[3]) for e in meta]
+                for i in sorted(st_links):
+                    a, u, tm = st_links[i]
+                    links[(a, u)] = min(links.get((a, u), tm), tm)
+            for i, (t_, name, at, mid, h, bad_id) in enumerate(() if fresh else meta):
                 c = counts[name]
                 if t_ == "r":
                     if bad_id not in live_bad:
@@ -956,6 +971,13 @@ class Writer:
                                       "event_id": pa.array(d2, pa.string())}))
         con.execute("INSERT INTO event_dedup SELECT message_id, payload_hash, ?, event_id FROM _dd", [now])
         con.unregister("_dd")
+
+
+def _all_new(seen: dict[str, Any], replay_ids: list[str], errors: dict[int, Any], mids: list[str],
+             meta: list[Any]) -> bool:
+    """A batch whose every event is stored as staged: no message id seen before or twice in the batch, no
+    replayed bad row, no failed mapping."""
+    return not seen and not replay_ids and not errors and len(mids) == len(meta)
 
 
 VALIDATOR_VERSION_STORED = 1  # validator_version of bad rows made by the writer (matches collect.VALIDATOR_VERSION)
