@@ -36,15 +36,17 @@ def load_suites(only: list[str] | None) -> list[tuple[str, object]]:
 
 
 SIZE_NOTES = {
-    "L": "Size L is now generated like M for 5M customers, in 5 parts of 1M written one after another "
+    "L": "Size L is generated like M for 5M customers, in 5 parts of 1M written one after another "
          "(`generate(..., shards=5)`, Parquet: docs/demo-data.md; the generator holds a part's orders in memory): "
          "5.35M customer records (CRM and app), 50.5M orders, 84.9M order lines, 248.5M events, 10.4M tickets and "
-         "feedback, 400M source rows in 8.5 GB of Parquet. The pipeline rows measured on 2026-11-25 from 07:38 on "
-         "are that data's generation and ingest. The other rows (analytics, out-of-core, and the pipeline's clean, "
-         "optimize, profile and report) were measured earlier on the previous L: size M's warehouse copied 5 "
-         "times with disjoint ids (5M customers, 49.9M orders, 248M events; its copies shared phone numbers, so "
-         "identity stitching merged each customer's 5 copies and the profile had 1.0M persons). The pandas rows "
-         "that load the events are not run: 250M events as pandas frames do not fit in 24 GiB.",
+         "feedback, 400M source rows in 8.5 GB of Parquet. The pipeline rows are that data: its generation "
+         "(2026-11-25 07:38) and one uninterrupted run of ingest, clean, optimize, profile and report (from 10:50; "
+         "a `make test` ran beside optimize and profile from 12:59 to 13:15, so those two are slower than alone); "
+         "the per-event-file ingest rows come from that run's ledger, and the two rows 'before the fixes' from an "
+         "earlier, interrupted ingest of the same data. The analytics and out-of-core rows were measured earlier "
+         "on the previous L: size M's warehouse copied 5 times with disjoint ids (5M customers, 49.9M orders, 248M "
+         "events; identity stitching merged each customer's 5 copies, so its profile had 1.0M persons). The "
+         "pandas rows that load the events are not run: 250M events as pandas frames do not fit in 24 GiB.",
 }
 
 
