@@ -114,6 +114,34 @@ def test_optimize_in_user_id_ranges_keeps_every_row_in_order(ws, rows_per_sort):
     assert [r[0] for r in ws.duck.execute("SHOW TABLES").fetchall()].count("_optimize_events") == 0
 
 
+
+@pytest.mark.parametrize("rows_per_sort", [5, 1000])
+def test_optimize_indexes_one_row_per_customer_tables_and_later_writes_keep_working(ws, rows_per_sort):
+    """customers, tickets and feedback get an index on user_id (both rewrite paths); rows appended after it,
+    a column added by a later load and deletes (erasure) still work, and lookups agree with a scan."""
+    from datetime import datetime
+
+    from custlens.workspace import POINT_INDEXED
+    from tests.conftest import insert_rows
+
+    insert_rows(ws, "tickets", [{"ticket_id": f"t{i}", "user_id": f"U{(7 * i) % 12:02d}",
+                                 "created_time": datetime(2024, 1, 1 + i)} for i in range(12)])
+    insert_rows(ws, "customers", [{"user_id": f"U{i:02d}", "name": f"n{i}"} for i in range(12)])
+    ws.optimize(rows_per_sort=rows_per_sort)
+    idx = {r[0] for r in ws.duck.execute("SELECT table_name FROM duckdb_indexes()").fetchall()}
+    assert set(POINT_INDEXED) <= idx and "events" not in idx
+    insert_rows(ws, "tickets", [{"ticket_id": "t99", "user_id": "U03", "created_time": datetime(2024, 3, 1)}])
+    ws.ensure_table("customers", {"vip_level": "string"})  # a later load with an extra attribute
+    ws.duck.execute("DELETE FROM tickets WHERE user_id = 'U05'")
+    for uid in ("U03", "U05", "U11", "nobody"):
+        got = sorted(r[0] for r in ws.duck.execute("SELECT ticket_id FROM tickets WHERE user_id = ?", [uid]).fetchall())
+        scan = sorted(r[0] for r in ws.duck.execute("SELECT ticket_id FROM tickets WHERE user_id || '' = ?",
+                                                    [uid]).fetchall())
+        assert got == scan
+    assert len(ws.duck.execute("SELECT * FROM tickets WHERE user_id = 'U03'").fetchall()) == 2
+    assert ws.duck.execute("SELECT count(*) FROM customers WHERE user_id = 'U04'").fetchone()[0] == 1
+    assert ws.optimize(("tickets",), rows_per_sort=rows_per_sort) == {"tickets": 12}  # 12 + 1 - 1, rewritten again
+
 def _limit_bytes(con) -> float:
     value, unit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0].split()
     return float(value) * {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]

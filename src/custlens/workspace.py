@@ -216,6 +216,10 @@ class Workspace:
         A table of more than `rows_per_sort` rows is rewritten in user_id ranges (bounds from a sample),
         each sorted and appended in order: the sort's spill to disk is one range, not the whole table
         (sorting 232M events at once needed more than 30 GB of temporary files). One transaction per table.
+
+        Tables with about one row per customer (POINT_INDEXED) also get an index on user_id: their ids are
+        nearly all distinct, so DuckDB stores them FSST-compressed, and a zone-map read decompresses a whole
+        row group of ids (~1.5 ms at 1M rows) where the index finds the row in ~0.3 ms.
         """
         from custlens.model.schema import TABLES  # noqa: PLC0415
 
@@ -245,6 +249,8 @@ class Workspace:
                     con.execute(f"INSERT INTO {tmp} SELECT * FROM {t} WHERE user_id IS NULL ORDER BY {cols}")
                     con.execute(f"DROP TABLE {t}")
                     con.execute(f"ALTER TABLE {tmp} RENAME TO {t}")
+                if name in POINT_INDEXED:  # the rewrite dropped the table, and its index with it
+                    con.execute(f"CREATE INDEX IF NOT EXISTS {quote(name + '_user')} ON {t} (user_id)")
                 done[name] = int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
                 if done[name] != n:  # every row is in exactly one range or the NULL pass
                     raise WorkspaceError(f"optimize rewrote {done[name]:,} of {n:,} rows of {name}",
@@ -273,6 +279,9 @@ class Workspace:
     def ensure_table(self, name: str, columns: dict[str, str]) -> None:
         """Create table `name` with columns (name → DuckDB type) if absent; add missing columns."""
         ensure_duck_table(self.duck, name, columns)
+
+
+POINT_INDEXED = ("customers", "tickets", "feedback")  # optimize indexes these by user_id (see there)
 
 
 def ensure_duck_table(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str]) -> None:

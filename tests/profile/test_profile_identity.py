@@ -88,21 +88,26 @@ def test_split_is_reversible(linked):
 
 
 def test_person_index_survives_rewrites_of_the_map(linked):
-    """identity_map carries an index on person_id (the 360's member lookup); rewriting the map (re-stitch,
-    split) keeps it, and lookups through it return what a scan returns."""
-    from custlens.profile.identity import PERSON_INDEX
+    """identity_map carries indexes on person_id (the 360's member lookup) and user_id (its person lookup);
+    rewriting the map (re-stitch, split) keeps them, and lookups through them return what a scan returns."""
+    from custlens.profile.identity import PERSON_INDEX, USER_INDEX
 
     con = linked.duck
     for step in (lambda: stitch(linked), lambda: stitch(linked), lambda: split(linked, "A1")):
         step()
-        idx = con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = 'identity_map'").fetchall()
-        assert idx == [(PERSON_INDEX,)]
+        idx = con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = 'identity_map' "
+                          "ORDER BY index_name").fetchall()
+        assert idx == sorted([(PERSON_INDEX,), (USER_INDEX,)])
         for pid in ("C1", "C3", "A1", "F3"):
             got = sorted(r[0] for r in con.execute("SELECT user_id FROM identity_map WHERE person_id = ?", [pid])
                          .fetchall())
             scan = sorted(r[0] for r in con.execute("SELECT user_id FROM identity_map WHERE person_id || '' = ?",
                                                     [pid]).fetchall())
             assert got == scan
+        for uid in ("C1", "A1", "A3", "A4", "nobody"):
+            got = con.execute("SELECT person_id FROM identity_map WHERE user_id = ?", [uid]).fetchall()
+            scan = con.execute("SELECT person_id FROM identity_map WHERE user_id || '' = ?", [uid]).fetchall()
+            assert got == scan and len(got) == (uid != "nobody")
     assert sorted(r[0] for r in con.execute("SELECT user_id FROM identity_map WHERE person_id = 'C3'").fetchall()) \
         == ["A3", "A4", "C3"]
 
@@ -157,3 +162,12 @@ def test_profile_aggregates_across_linked_records(linked):
     assert linked.table("customer_profile").to_pandas().set_index("user_id").loc["C1", "clv"] == 123.5
     build_profile(linked, as_of=date(2024, 3, 31))
     assert linked.table("customer_profile").to_pandas().set_index("user_id").loc["C2", "clv"] == 7.0
+    # both rewrites of the profile (build, scores) leave it indexed by user_id, and the index finds the row
+    from custlens.profile.build import PROFILE_INDEX
+
+    for step in (lambda: None, lambda: write_scores(linked, pd.DataFrame({"user_id": ["C1"], "clv": [1.0]}))):
+        step()
+        assert linked.duck.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name = 'customer_profile'"
+                                   ).fetchall() == [(PROFILE_INDEX,)]
+        assert linked.duck.execute("SELECT clv FROM customer_profile WHERE user_id = 'C1'").fetchall() == \
+            linked.duck.execute("SELECT clv FROM customer_profile WHERE user_id || '' = 'C1'").fetchall()

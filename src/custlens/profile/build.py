@@ -163,6 +163,7 @@ def build_profile(ws: Workspace, as_of: date | None = None) -> ProfileResult:
     # stored sorted by user_id: DuckDB's zone maps then make one customer's lookup a point read
     ws.materialize("customer_profile", expr.order_by("user_id"))
     _attach_scores(ws)
+    _index_profile(ws)
     cols = list(ws.table("customer_profile").columns)
     return ProfileResult(as_of=as_of, persons=ws.row_count("customer_profile"), records=st.n_records,
                          stitch=st.to_dict(), columns=cols)
@@ -193,6 +194,21 @@ def write_scores(ws: Workspace, frame: pd.DataFrame) -> None:
         con.unregister("_scores")
     if ws.has_table("customer_profile"):
         _attach_scores(ws)
+        _index_profile(ws)
+
+
+PROFILE_INDEX = "customer_profile_user"
+
+
+def _index_profile(ws: Workspace) -> None:
+    """Index customer_profile by user_id (the table is rewritten whole, which drops the index).
+
+    The customer-360 view reads one profile row by user_id. With one row per id the ids are FSST-compressed,
+    and a zone-map read decompresses the whole row group of ids to find it: 3.3 ms at 1M persons for the
+    governed row, 1.6 ms through the index."""
+    if ws.config.engine.kind != "duckdb":
+        return
+    ws.duck.execute(f"CREATE INDEX IF NOT EXISTS {PROFILE_INDEX} ON customer_profile (user_id)")
 
 
 def _attach_scores(ws: Workspace) -> None:

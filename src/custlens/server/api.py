@@ -14,7 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -558,8 +558,11 @@ class Plan360:
             sql = None if self.tags is None else (f"SELECT tag_group, tag_name, tag_value FROM "
                                                   f"({_by_members(self.tags, k)}) AS g ORDER BY tag_group, tag_name")
         else:
-            parts = [f"(SELECT '{table}' AS kind, g.\"{tcol}\" AS time, {payload} AS payload FROM "
-                     f"({_by_members(gov, k)}) AS g ORDER BY g.\"{tcol}\" DESC LIMIT $n)"
+            # The members' rows are a MATERIALIZED CTE, sorted and cut outside it: written as one top-N,
+            # DuckDB pushes the top-N's time filter into the scan and no longer reads the user_id index of
+            # tickets and feedback (1.9 ms instead of 0.6 at 1M tickets; events, with no index, are the same)
+            parts = [f"(WITH g AS MATERIALIZED ({_by_members(gov, k)}) SELECT '{table}' AS kind, "
+                     f"g.\"{tcol}\" AS time, {payload} AS payload FROM g ORDER BY g.\"{tcol}\" DESC LIMIT $n)"
                      for table, tcol, gov, payload in self.timeline]
             sql = " UNION ALL ".join(parts) if parts else None
         if k <= _MAX_CACHED_K:
@@ -688,15 +691,18 @@ def _archive_views(ctx: Ctx, cur: Any, tables: tuple[str, ...]) -> None:
         archived_view(shim, tn)
 
 
-_PARALLEL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="custlens-360")
+_PARALLEL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="custlens-360")  # two tasks per view
 
 
 def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int, cur2: Any = None,
               on_found: Callable[[str], None] | None = None
               ) -> tuple[str, list[str], dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """The view's statements. With a second cursor the timeline runs on it in a worker thread while the
-    profile and tags run here, and then `on_found` (the audit record): at 1M customers the timeline took ~4 ms,
-    the profile and tags ~4 ms and the audit record's commit ~3 ms, one after the other."""
+    profile runs here; once the profile row is found, `on_found` (the audit record, whose commit waits on
+    an fsync) runs in another worker while the tags are read here. The view returns only after both, so
+    the record is durable before any of its data leaves the server, and a failed record fails the view.
+    At 1M customers the timeline took ~4 ms, the profile and tags ~4 ms and the audit record ~3 ms; they
+    ran one after the other before the record overlapped the tags."""
     person, members = user_id, [user_id]
     if plan.identity is not None:
         found = [r for r in cur.execute(plan.identity[0], {"uid": user_id}).fetchall() if r[0] is not None]
@@ -715,7 +721,8 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int, cur2: Any = None,
             return user_id, [user_id], None, [], []
         members = [x for x in members if x in seen]
     tl = plan.members_sql("timeline", len(members))
-    later = None
+    later: Future | None = None
+    recorded: Future | None = None
     if tl is not None and cur2 is not None:
         later = _PARALLEL.submit(_timeline_360, cur2, tl, members, n)
     try:
@@ -723,13 +730,19 @@ def _exec_360(cur: Any, plan: Plan360, user_id: str, n: int, cur2: Any = None,
         names = [d[0] for d in cur.description]
         r = cur.fetchone()
         tags: list[dict[str, Any]] = []
+        if r is not None and on_found is not None:
+            if cur2 is not None:
+                recorded = _PARALLEL.submit(on_found, person)
+            else:
+                on_found(person)
         if r is not None and plan.tags is not None:
             tags = [{"tag_group": a, "tag_name": b, "tag_value": c} for a, b, c in
                     cur.execute(plan.members_sql("tags", len(members)), _member_params(members)).fetchall()]
-        if r is not None and on_found is not None:
-            on_found(person)
-    finally:
-        timeline = later.result() if later is not None else None  # the cursor goes back to the pool idle
+    finally:  # the cursor goes back to the pool idle, and no record is left being written
+        wait([f for f in (later, recorded) if f is not None])
+    if recorded is not None:
+        recorded.result()  # an AuditError refuses the view (fail closed)
+    timeline = later.result() if later is not None else None
     if r is None:
         return person, members, None, [], []
     row = {k: _plain(v) for k, v in zip(names, r, strict=True)}
