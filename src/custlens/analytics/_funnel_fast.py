@@ -31,6 +31,7 @@ import ibis
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlglot
 
 from custlens.analytics._time import NONE_LABEL
 from custlens.analytics.base import is_duckdb
@@ -61,24 +62,44 @@ def _packed_bits(n: int) -> int | None:
     return bits if bits <= 8 else None
 
 
-def _sorted_reader(ws: Workspace, ev: ir.Table, n: int, with_bval: bool, by_eid: bool, *, packed: bool = False
-                   ) -> pa.RecordBatchReader:
+def _name_bits(names: list[str], n: int) -> dict[str, int]:
+    """The packed key's low bits for each step event name: its lowest step << n | the steps it matches (a
+    name may be several steps), as `_minstep` and the m-columns give them for a step without a `where`."""
+    out = {}
+    for name in dict.fromkeys(names):
+        steps = [k for k, s in enumerate(names, 1) if s == name]
+        out[name] = steps[0] << n | sum(1 << (k - 1) for k in steps)
+    return out
+
+
+def _sorted_reader(ws: Workspace, ev: ir.Table, n: int, with_bval: bool, by_eid: bool, *, packed: bool = False,
+                   names: list[str] | None = None) -> pa.RecordBatchReader:
     """The step events sorted by (unit hash, time, lowest step[, event id]): the unit's hash, epoch
     microseconds, the steps each event matches as a bit mask (bit k-1 = step k) and the breakdown value.
 
     packed: the time, lowest step and mask travel as one BIGINT `k` = microseconds << bits | lowest step
     << n | mask, and the sort has two keys instead of three (ordering by the mask too only reorders rows
     tied on everything else, which either match the same steps or make the walk re-sort by event id).
-    A timestamp too far from 1970 for the key raises duckdb.OutOfRangeException."""
+    A timestamp too far from 1970 for the key raises duckdb.OutOfRangeException.
+
+    names: the steps' event names when no step has a `where`. The key's low bits then depend on the name
+    alone and come from one CASE over the distinct names instead of the lowest-step CASE and a comparison
+    per step for the mask: at M (13.4M step events, 4 steps) the key's part of the scan 0.76 -> 0.46 s."""
     con = ws.con
     con._run_pre_execute_hooks(ev)  # registers in-memory tables the expression reads
     inner = ibis.to_sql(ev, dialect="duckdb")
     bval = ', "bval"' if with_bval else ""
     bits = _packed_bits(n) if packed and not by_eid else None
     if bits is not None:
-        mask = " + ".join(f'(("m{k}" IS TRUE)::BIGINT * {1 << (k - 1)})' for k in range(1, n + 1))
+        if names:  # a row of another name (none pass the event filter) gets what _minstep and the mask give it
+            low = ("CASE \"event\" " + " ".join(f"WHEN {sqlglot.exp.Literal.string(name).sql('duckdb')} THEN {v}"
+                                               for name, v in _name_bits(names, n).items())
+                   + f" ELSE {(n + 1) << n} END")
+        else:
+            low = f'"_minstep" * {1 << n} + ' + " + ".join(f'(("m{k}" IS TRUE)::BIGINT * {1 << (k - 1)})'
+                                                          for k in range(1, n + 1))
         sql = (f'SELECT h, k{bval} FROM (SELECT hash("unit") AS h, epoch_us("event_time") * {1 << bits} + '
-               f'"_minstep" * {1 << n} + {mask} AS k{bval} FROM ({inner}) AS _ev) ORDER BY h, k')
+               f'{low} AS k{bval} FROM ({inner}) AS _ev) ORDER BY h, k')
         return con.con.execute(sql).to_arrow_reader(_BATCH)
     kind = _MASK_TYPES[next(i for i, b in enumerate((8, 16, 32, 64)) if n <= b)]
     mask = " | ".join(f'(("m{k}" IS TRUE)::{kind} << {k - 1})' for k in range(1, n + 1))
@@ -123,15 +144,16 @@ def _check_ties(h: np.ndarray, ms: np.ndarray, m: np.ndarray, bval: pa.Array | N
             raise _Ambiguous
 
 
-def best_attempts(ws: Workspace, ev: ir.Table, n: int, win: float, attribution: tuple[str, int | None] | None
-                  ) -> ir.Table:
+def best_attempts(ws: Workspace, ev: ir.Table, n: int, win: float, attribution: tuple[str, int | None] | None,
+                  names: list[str] | None = None) -> ir.Table:
     """Each unit's best ordered attempt as an in-memory table: reached, t1..tn (and bval when
-    `attribution` is given: the breakdown value of the attributed step's event, or "(none)")."""
+    `attribution` is given: the breakdown value of the attributed step's event, or "(none)"). names: the
+    steps' event names when no step has a `where` (the sort key is then built from the name alone)."""
     with_bval = attribution is not None
     try:
         try:
-            parts = _walk_sorted(_sorted_reader(ws, ev, n, with_bval, by_eid=False, packed=True), n, win,
-                                 attribution, check=True)
+            parts = _walk_sorted(_sorted_reader(ws, ev, n, with_bval, by_eid=False, packed=True, names=names), n,
+                                 win, attribution, check=True)
         except duckdb.OutOfRangeException:  # a timestamp too far from 1970 for the packed key
             parts = _walk_sorted(_sorted_reader(ws, ev, n, with_bval, by_eid=False), n, win, attribution,
                                  check=True)

@@ -444,7 +444,8 @@ def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, w
     need_seq = breakdown is not None and attr[0] != "all_events"  # attribution looks events up by seq
     ev = _prepare_events(ws, events, steps, exclusions, breakdown, by_value, order, start, end)
     if order == "ordered" and not exclusions and _fast.available(ws, n) and not _FORCE_WINDOWS:
-        return _fast.best_attempts(ws, ev, n, win, None if breakdown is None else attr)
+        names = None if any(s.where for s in steps) else [s.event for s in steps]
+        return _fast.best_attempts(ws, ev, n, win, None if breakdown is None else attr, names)
     ev = _sequence(ev, n, exclusions, order)
     if order == "strict":
         att = _strict_attempts(ev, n, win)
