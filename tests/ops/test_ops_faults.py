@@ -277,6 +277,45 @@ def test_ops_file_rewritten_between_hash_and_read(tmp_path, monkeypatch):
         ws.close()
 
 
+
+@pytest.mark.parametrize("appending", [True, False])
+def test_ops_read_failing_on_a_half_written_line_says_the_file_changed(tmp_path, monkeypatch, appending):
+    """The reader can meet the last line while a writer is halfway through it and fail on it (a CSV parse
+    error). When the file changed during the read, the load says the file changed (the writer is not
+    finished), with the parse error as its cause; the same broken line in a file that did not change is a
+    broken file. Either way nothing is loaded and the ledger records one failed load."""
+    from custlens.errors import InputError
+    from custlens.ingest import loader
+
+    src = write_events_csv(tmp_path / "events.csv", 3_000)
+    with open(src, "a", encoding="utf-8") as f:
+        f.write("e9999999,u1\n")  # cut short: what the reader sees mid-append
+    real_run = loader._Loader.run
+
+    def run_while_writer_appends(self):
+        try:
+            return real_run(self)
+        finally:
+            if appending:  # the writer goes on while the read fails
+                with open(src, "a", encoding="utf-8") as f:
+                    f.write("e9999998,u1,view,2024-03-02 11:00:00\n")
+
+    monkeypatch.setattr(loader._Loader, "run", run_while_writer_appends)
+    ws = custlens.init(tmp_path / "ws")
+    try:
+        with pytest.raises(InputError) as err:
+            loader.ingest(ws, [src], "events")
+        import re
+
+        said_changed = re.search("changed|修改", err.value.message) is not None
+        assert said_changed is appending and "events.csv" in err.value.message
+        if appending:  # the parse error stays reachable as the cause
+            assert err.value.__cause__ is not None
+        assert ws.row_count("events") == 0
+        assert [r[1] for r in ledger(ws)] == ["failed"]
+    finally:
+        ws.close()
+
 # ----------------------------------------------------------------------------------------------------------
 # concurrency
 # ----------------------------------------------------------------------------------------------------------

@@ -182,16 +182,33 @@ def load_source(ws: Workspace, src: Source, table: str | None = None, *, mapping
             _Loader(ws, con, src, schema, cm, rep, progress).run()
             # a file rewritten while it was read must not be recorded under the old content's hash
             if stat0 is not None and (_stat(src.path) != stat0 or src.content_hash() != content_hash):
-                raise InputError(t("ingest.changed", ws.lang, source=src.name), where=str(src.path),
-                                 fix=t("ingest.changed.fix", ws.lang))
-    except CustlensError as e:
+                raise _changed(ws, src)
+    except _SourceChanged as e:
         _record_failure(ws, rep, e.message)
         raise
     except Exception as e:
+        if stat0 is not None and _stat(src.path) != stat0:
+            # a read that failed on a file being written (e.g. a line cut in half at its end) is that change,
+            # not a broken file: say so, as when the read got through
+            changed = _changed(ws, src)
+            _record_failure(ws, rep, changed.message)
+            raise changed from e
+        if isinstance(e, CustlensError):
+            _record_failure(ws, rep, e.message)
+            raise
         _record_failure(ws, rep, str(e))
         raise InputError(t("ingest.failed", ws.lang, source=src.name, detail=str(e).splitlines()[0] if str(e) else
                            type(e).__name__), where=src.path, fix=t("ingest.failed.fix", ws.lang)) from e
     return rep
+
+
+class _SourceChanged(InputError):
+    """The source file changed while it was being read (its load is rolled back)."""
+
+
+def _changed(ws: Workspace, src: Source) -> _SourceChanged:
+    return _SourceChanged(t("ingest.changed", ws.lang, source=src.name), where=str(src.path),
+                          fix=t("ingest.changed.fix", ws.lang))
 
 
 def _record_failure(ws: Workspace, rep: LoadReport, error: str) -> None:
