@@ -114,7 +114,6 @@ def test_optimize_in_user_id_ranges_keeps_every_row_in_order(ws, rows_per_sort):
     assert [r[0] for r in ws.duck.execute("SHOW TABLES").fetchall()].count("_optimize_events") == 0
 
 
-
 @pytest.mark.parametrize("rows_per_sort", [5, 1000])
 def test_optimize_indexes_one_row_per_customer_tables_and_later_writes_keep_working(ws, rows_per_sort):
     """customers, tickets and feedback get an index on user_id (both rewrite paths); rows appended after it,
@@ -141,6 +140,7 @@ def test_optimize_indexes_one_row_per_customer_tables_and_later_writes_keep_work
     assert len(ws.duck.execute("SELECT * FROM tickets WHERE user_id = 'U03'").fetchall()) == 2
     assert ws.duck.execute("SELECT count(*) FROM customers WHERE user_id = 'U04'").fetchone()[0] == 1
     assert ws.optimize(("tickets",), rows_per_sort=rows_per_sort) == {"tickets": 12}  # 12 + 1 - 1, rewritten again
+
 
 def _limit_bytes(con) -> float:
     value, unit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0].split()

@@ -284,13 +284,16 @@ class Workspace:
 POINT_INDEXED = ("customers", "tickets", "feedback")  # optimize indexes these by user_id (see there)
 
 
-def index_by_user(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """Index a table with about one row per customer on user_id (`<table>_user`), for point reads: with
-    nearly distinct ids DuckDB stores them FSST-compressed, and a zone-map read decompresses a whole row
-    group of them to find one row. Returns the index name."""
-    name = f"{table}_user"
-    con.execute(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {quote(table)} (user_id)")
-    return name
+def user_index(table: str) -> str:
+    """The name of a table's index on user_id (index_by_user)."""
+    return f"{table}_user"
+
+
+def index_by_user(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Index a table with about one row per customer on user_id, for point reads: with nearly distinct ids
+    DuckDB stores them FSST-compressed, and a zone-map read decompresses a whole row group of them to find
+    one row."""
+    con.execute(f"CREATE INDEX IF NOT EXISTS {quote(user_index(table))} ON {quote(table)} (user_id)")
 
 
 def ensure_duck_table(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str]) -> None:

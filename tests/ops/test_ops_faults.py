@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -277,7 +278,6 @@ def test_ops_file_rewritten_between_hash_and_read(tmp_path, monkeypatch):
         ws.close()
 
 
-
 @pytest.mark.parametrize("appending", [True, False])
 def test_ops_read_failing_on_a_half_written_line_says_the_file_changed(tmp_path, monkeypatch, appending):
     """The reader can meet the last line while a writer is halfway through it and fail on it (a CSV parse
@@ -305,8 +305,6 @@ def test_ops_read_failing_on_a_half_written_line_says_the_file_changed(tmp_path,
     try:
         with pytest.raises(InputError) as err:
             loader.ingest(ws, [src], "events")
-        import re
-
         said_changed = re.search("changed|修改", err.value.message) is not None
         assert said_changed is appending and "events.csv" in err.value.message
         if appending:  # the parse error stays reachable as the cause
@@ -315,6 +313,7 @@ def test_ops_read_failing_on_a_half_written_line_says_the_file_changed(tmp_path,
         assert [r[1] for r in ledger(ws)] == ["failed"]
     finally:
         ws.close()
+
 
 # ----------------------------------------------------------------------------------------------------------
 # concurrency

@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from custlens.profile.identity import StitchResult, stitch
-from custlens.workspace import Workspace, index_by_user, quote
+from custlens.workspace import Workspace, index_by_user, quote, user_index
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def write_scores(ws: Workspace, frame: pd.DataFrame) -> None:
         _index_profile(ws)
 
 
-PROFILE_INDEX = "customer_profile_user"
+PROFILE_INDEX = user_index("customer_profile")
 
 
 def _index_profile(ws: Workspace) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from custlens.errors import NotFound
 from custlens.i18n import register, t
 from custlens.privacy.transforms import pseudonymize
-from custlens.workspace import Workspace, index_by_user
+from custlens.workspace import Workspace, index_by_user, user_index
 
 register({
     "identity.rule.single": {"zh": "无共享标识，独立客户", "en": "no shared identifier; stands alone"},
@@ -171,7 +171,7 @@ def _primary_order(recs: pd.DataFrame) -> Any:
 
 
 PERSON_INDEX = "identity_map_person"
-USER_INDEX = "identity_map_user"
+USER_INDEX = user_index("identity_map")
 
 
 def _write_map(ws: Workspace, df: pd.DataFrame) -> None:
