@@ -75,16 +75,24 @@ def _reference(rows, steps, win):
     (4, ["cart", "view", "cart"], 86400),
     (5, ["view", "pay", "done", "cart"], 7 * 86400),
 ])
-@pytest.mark.parametrize("path", ["sorted", "sorted, small batches", "windows"])
+@pytest.mark.parametrize("path", ["grouped", "grouped, small batches", "sorted", "sorted, small batches",
+                                  "windows"])
 def test_ordered_funnel_matches_brute_force(ws, monkeypatch, seed, steps, window, path):
     monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", path == "windows")
-    if path == "sorted, small batches":  # persons split across batches and spanning several of them
+    if path.startswith("sorted"):  # the stream sorted by unit, as for tables over GROUPED_MAX_EVENTS
+        monkeypatch.setattr(_funnel_fast, "GROUPED_MAX_EVENTS", -1)
+    if path.endswith("small batches"):  # persons split across batches and spanning several of them
         monkeypatch.setattr(_funnel_fast, "_BATCH", 7)
+    walked = []
+    for name in ("_walk_grouped", "_walk_sorted"):
+        real_walk = getattr(_funnel_fast, name)
+        monkeypatch.setattr(_funnel_fast, name, lambda *a, _f=real_walk, _n=name, **k: walked.append(_n) or _f(*a, **k))
     rows = _stream(seed)
     ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time) VALUES (?, ?, ?, ?)",
                         [(e, u, ev, T0 + timedelta(seconds=t)) for e, u, ev, t in rows])
     res = funnel(ws, ",".join(steps), window=f"{window}s", date_from="2024-02-01", date_to="2024-12-31")
     counts, means, medians = _reference(rows, steps, window)
+    assert walked == ({"grouped": ["_walk_grouped"], "sorted": ["_walk_sorted"], "windows": []}[path.split(",")[0]])
     assert [int(c) for c in res.table["count"]] == counts
     assert counts[0] > 100 and counts[-1] > 0  # the stream exercises every step
     for k in range(1, len(steps)):
@@ -104,11 +112,12 @@ def _tables(res):
 
 
 @pytest.mark.parametrize("batch", [None, 5])
-@pytest.mark.parametrize("attribution", ["first_touch", "last_touch", "step:2", "all_events"])
+@pytest.mark.parametrize("attribution", [None, "first_touch", "last_touch", "step:2", "all_events"])
 def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, attribution, batch):
-    """The one-sort path against the window path where their orders could part: events tied on
-    (person, time, lowest step) that differ in a breakdown value or in a filtered step's match (the
-    sorted path must then order them by event id, as the window path does). Also in batches of 5 rows."""
+    """The grouped and sorted paths against the window path where their orders could part: events tied on
+    (person, time, lowest step) that differ in a breakdown value or in a filtered step's match (they must
+    then be ordered by event id, as the window path does). Also in batches of 5 rows. Without a breakdown
+    (attribution None) the grouped path meets the ties and gives way to the sort by event id."""
     if batch:
         monkeypatch.setattr(_funnel_fast, "_BATCH", batch)
     rnd = random.Random(7)
@@ -128,12 +137,14 @@ def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, 
     monkeypatch.setattr(_funnel_fast, "_sorted_reader", spy)
     kw = {"window": "2d", "breakdown": "platform", "attribution": attribution, "date_from": "2024-02-01",
           "date_to": "2024-12-31"}
+    if attribution is None:
+        del kw["breakdown"], kw["attribution"]
     fast = funnel(ws, steps, **kw)
     assert True in resorts  # the stream has ambiguous ties: the sorted path re-sorted by event id
     monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", True)
     slow = funnel(ws, steps, **kw)
     a, b = _tables(fast), _tables(slow)
-    assert a.keys() == b.keys() and len(a) > 2
+    assert a.keys() == b.keys() and len(a) > (0 if attribution is None else 2)
     for k in a:
         pd.testing.assert_frame_equal(a[k], b[k], check_dtype=False)
     assert fast.table["count"].iloc[-1] > 0
@@ -143,9 +154,12 @@ def test_sorted_path_equals_window_path_on_ties_and_breakdowns(ws, monkeypatch, 
     (datetime(1969, 12, 31, 4), False),  # mostly before 1970, with microseconds: times are floored to the ms
     (datetime(2024, 3, 1), True),  # one event in year 9999: the packed key overflows and the walk re-runs
 ])
-def test_packed_sort_key_matches_window_path(ws, monkeypatch, base, far):
-    """The sorted path packs (time, lowest step, step mask) into one BIGINT key; microsecond times on both
-    sides of 1970 and a timestamp beyond the key's range give the window path's result."""
+@pytest.mark.parametrize("grouped", [True, False])
+def test_packed_sort_key_matches_window_path(ws, monkeypatch, base, far, grouped):
+    """The grouped and sorted paths pack (time, lowest step, step mask) into one BIGINT key; microsecond times
+    on both sides of 1970 and a timestamp beyond the key's range give the window path's result."""
+    if not grouped:
+        monkeypatch.setattr(_funnel_fast, "GROUPED_MAX_EVENTS", -1)
     rnd = random.Random(3)
     rows = []
     for i, (eid, user, event, t) in enumerate(_stream(21, persons=150)):
@@ -155,16 +169,21 @@ def test_packed_sort_key_matches_window_path(ws, monkeypatch, base, far):
         rows.append(("e99999", "u000", "view", datetime(9999, 12, 30, 12)))
     ws.duck.executemany("INSERT INTO events (event_id, user_id, event, event_time) VALUES (?, ?, ?, ?)", rows)
     opened = []
-    real = _funnel_fast._sorted_reader
+    real, real_grouped = _funnel_fast._sorted_reader, _funnel_fast._grouped_reader
 
     def spy(*a, **k):
-        opened.append(bool(k.get("packed")))
+        opened.append("packed" if k.get("packed") else "unpacked")
         return real(*a, **k)
 
+    def spy_grouped(*a, **k):
+        opened.append("grouped")
+        return real_grouped(*a, **k)
+
     monkeypatch.setattr(_funnel_fast, "_sorted_reader", spy)
+    monkeypatch.setattr(_funnel_fast, "_grouped_reader", spy_grouped)
     kw = {"window": "3h", "date_from": "1960-01-01", "date_to": "9999-12-31"}
     fast = funnel(ws, ["view", "cart", "pay", "done"], **kw)
-    assert opened[0] is True and opened[1:] == ([False] if far else opened[1:])
+    assert opened == ["grouped" if grouped else "packed", *(["unpacked"] if far else [])]
     monkeypatch.setattr(funnel_mod, "_FORCE_WINDOWS", True)
     slow = funnel(ws, ["view", "cart", "pay", "done"], **kw)
     a, b = _tables(fast), _tables(slow)

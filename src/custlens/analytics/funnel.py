@@ -445,7 +445,8 @@ def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, w
     ev = _prepare_events(ws, events, steps, exclusions, breakdown, by_value, order, start, end)
     if order == "ordered" and not exclusions and _fast.available(ws, n) and not _FORCE_WINDOWS:
         names = None if any(s.where for s in steps) else [s.event for s in steps]
-        return _fast.best_attempts(ws, ev, n, win, None if breakdown is None else attr, names)
+        grouped = ws.row_count("events") <= _fast.GROUPED_MAX_EVENTS
+        return _fast.best_attempts(ws, ev, n, win, None if breakdown is None else attr, names, grouped=grouped)
     ev = _sequence(ev, n, exclusions, order)
     if order == "strict":
         att = _strict_attempts(ev, n, win)
