@@ -120,3 +120,34 @@ def test_audit_record_is_written_before_the_view_returns_and_fails_it_closed(con
         api._exec_360(con.cursor(), _plan(), "C001234", 5, con.cursor(), on_found=refused)
     with pytest.raises(AuditError):
         api._exec_360(con.cursor(), _plan(), "C001234", 5, on_found=refused)
+
+
+def test_visible_members_read_only_the_members_and_agree_with_the_filter_outside(con):
+    """The row-filter check narrows the governed customers' source (the `_gov_src` CTE governed.py writes) to the
+    members' rows, as lone user_id equalities DuckDB answers from the index; same ids as the filter outside,
+    for members the filter hides, members not in customers, and a repeated member."""
+    import ibis
+
+    from custlens.security.governed import governed
+    from custlens.security.policy import Effective
+
+    con.execute("CREATE TABLE customers AS SELECT user_id, CASE WHEN score % 3 = 0 THEN '广东' ELSE '浙江' END "
+                "AS province, 'x' AS phone FROM customer_profile ORDER BY user_id")
+    con.execute("CREATE INDEX customers_user ON customers (user_id)")
+    cust = ibis.duckdb.from_connection(con).table("customers")
+    eff = Effective(table="customers", columns={"user_id": "allow", "province": "allow", "phone": "last4"},
+                    row_filters=("province IN :provinces",), aggregates_only=False)
+    gov = api._gov_sql(governed(cust, eff, {"provinces": ["广东"]}, table_name="customers"))
+    assert '"_gov_src"' in gov
+    for ids in (["C000003", "C000004", "C000006"], ["C000001"], ["C000009", "U000001", "C000009"], ["nobody"]):
+        k = len(ids)
+        params = api._member_params(ids)
+        narrowed = api._visible_members(gov, k)
+        assert "MATERIALIZED" in narrowed and narrowed.count("user_id = $m") == k
+        outside = f"SELECT g.user_id FROM ({api._by_members(gov, k)}) AS g"
+        got = sorted(r[0] for r in con.execute(narrowed, params).fetchall())
+        assert got == sorted(r[0] for r in con.execute(outside, params).fetchall())
+        assert set(got) == {x for x in ids if x.startswith("C") and int(x[1:]) % 3 == 0}
+    # a governed SQL of another shape keeps the filter outside
+    other = "SELECT * FROM customer_profile WHERE user_id <> 'C002500'"
+    assert api._visible_members(other, 2) == f"SELECT g.user_id FROM ({api._by_members(other, 2)}) AS g"

@@ -23,6 +23,7 @@ from typing import Any
 
 import ibis
 import pandas as pd
+import sqlglot
 
 from custlens.errors import DataError, NotFound, PermissionDenied, ValidationError
 from custlens.i18n import register, t
@@ -553,7 +554,7 @@ class Plan360:
         if (kind, k) in self._built:
             return self._built[(kind, k)]
         if kind == "visible":
-            sql = None if self.visible is None else f"SELECT g.user_id FROM ({_by_members(self.visible, k)}) AS g"
+            sql = None if self.visible is None else _visible_members(self.visible, k)
         elif kind == "tags":
             sql = None if self.tags is None else (f"SELECT tag_group, tag_name, tag_value FROM "
                                                   f"({_by_members(self.tags, k)}) AS g ORDER BY tag_group, tag_name")
@@ -580,6 +581,27 @@ def _by_members(gov: str, k: int) -> str:
     and an app id) spans much of the table: 7 ids far apart in 8.3M sorted events took p50 62 ms that way
     and 6.5 ms this way."""
     return " UNION ALL ".join(f"SELECT * FROM ({gov}) AS g WHERE g.user_id = $m{j}" for j in range(k))
+
+
+def _visible_members(gov: str, k: int) -> str:
+    """Which of k members ($m0 …) the governed customers `gov` let through. The row filter's source (the CTE
+    `_gov_src` the governed SQL reads customers through, see security/governed.py) is narrowed to the members'
+    rows and MATERIALIZED, so each member is a lone `user_id = $m` on customers, which DuckDB answers from the
+    user_id index; with the row filter beside it in the same scan DuckDB reads the row group instead (at 1M
+    customers 1.30 ms a member against 0.54). Any other shape of `gov` gets the per-member filter outside."""
+    tree = sqlglot.parse_one(gov, dialect="duckdb")
+    src = next((c for c in tree.find_all(sqlglot.exp.CTE) if c.alias == "_gov_src"), None)
+    body = src.this if src is not None else None
+    plain = (isinstance(body, sqlglot.exp.Select) and body.find(sqlglot.exp.Where) is None
+             and [type(x) for x in body.expressions] == [sqlglot.exp.Star]
+             and isinstance(body.args.get("from_") or body.args.get("from"), sqlglot.exp.From)
+             and [t.name for t in body.find_all(sqlglot.exp.Table)] == ["customers"])
+    if not plain:
+        return f"SELECT g.user_id FROM ({_by_members(gov, k)}) AS g"
+    members = " UNION ALL ".join(f'SELECT * FROM "customers" WHERE user_id = $m{j}' for j in range(k))
+    src.set("this", sqlglot.parse_one(members, dialect="duckdb"))
+    src.set("materialized", True)
+    return f"SELECT g.user_id FROM ({tree.sql(dialect='duckdb')}) AS g"
 
 
 def _member_params(ids: list[str]) -> dict[str, str]:
