@@ -135,7 +135,7 @@ def _grouped_reader(ws: Workspace, ev: ir.Table, n: int, names: list[str] | None
     if bits is None:
         return None
     sql = f'SELECT list(k) AS ks FROM ({_packed_select(ws, ev, n, bits, "", names)}) GROUP BY h'
-    return ws.con.con.execute(sql).to_arrow_reader(_BATCH)
+    return ws.con.con.execute(sql).to_arrow_reader(_GROUPED_BATCH)
 
 
 def _unpack(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +170,8 @@ def _check_ties(same: np.ndarray, ms: np.ndarray, m: np.ndarray, bval: pa.Array 
 
 
 def best_attempts(ws: Workspace, ev: ir.Table, n: int, win: float, attribution: tuple[str, int | None] | None,
-                  names: list[str] | None = None, *, grouped: bool = False) -> ir.Table:
-    """Each unit's best ordered attempt as an in-memory table: reached, t1..tn (and bval when
+                  names: list[str] | None = None, *, grouped: bool = False) -> pa.Table:
+    """Each unit's best ordered attempt as an Arrow table: reached, t1..tn (and bval when
     `attribution` is given: the breakdown value of the attributed step's event, or "(none)"). names: the
     steps' event names when no step has a `where` (the sort key is then built from the name alone).
     grouped: without attribution, read each unit's events as one list (a hash aggregate) instead of one
@@ -196,7 +196,7 @@ def best_attempts(ws: Workspace, ev: ir.Table, n: int, win: float, attribution: 
         cols[f"t{k}"] = pa.array(t, mask=np.isnan(t))
     if attribution is not None:
         cols["bval"] = pa.concat_arrays([p["bval"] for p in parts]) if parts else pa.array([], pa.string())
-    return ibis.memtable(pa.table(cols))
+    return pa.table(cols)
 
 
 def _walk_grouped(reader: pa.RecordBatchReader, n: int, win: float) -> list[dict[str, Any]]:
@@ -207,11 +207,11 @@ def _walk_grouped(reader: pa.RecordBatchReader, n: int, win: float) -> list[dict
         offsets = ks.offsets.to_numpy()
         bounds = (offsets - offsets[0]).astype(np.int64)
         k = np.array(ks.flatten().to_numpy(), dtype=np.int64)  # a copy: sorted in place
-        _compiled().sort_units(bounds, k)
-        us, m = _unpack(k, n)
-        same = np.ones(max(len(k) - 1, 0), bool)
-        same[bounds[1:-1] - 1] = False
-        _check_ties(same, us // 1000, m, None)
+        bits = _packed_bits(n)
+        assert bits is not None
+        us, m, ambiguous = _compiled().prepare_units(bounds, k, n, bits)
+        if ambiguous:
+            raise _Ambiguous
         cols, _ = _walk(bounds, us, m, n, win)
         return cols
 
@@ -224,6 +224,10 @@ def _walk_grouped(reader: pa.RecordBatchReader, n: int, win: float) -> list[dict
                 pending[-2 * _WALKERS].result()
             pending.append(pool.submit(walk, batch.column(0)))
         return [f.result() for f in pending]
+
+
+_GROUPED_BATCH = 1 << 14  # units per Arrow batch of key lists (~340k keys at M): DuckDB converts the lists
+# as they are fetched, after the aggregate, so small batches let the walk start early and overlap
 
 
 def _walk_sorted(reader: pa.RecordBatchReader, n: int, win: float, attribution: tuple[str, int | None] | None,
@@ -346,14 +350,30 @@ def _walk_units(bounds: np.ndarray, us: np.ndarray, m: np.ndarray, n: int, win: 
     return reached[:u], times[:, :u].copy(), pos[:, :u].copy()
 
 
-def _sort_units(bounds: np.ndarray, k: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Sort each unit's keys k[bounds[u]:bounds[u + 1]] in place (most are sorted already)."""
+def _prepare_units(bounds: np.ndarray, k: np.ndarray, n: int, bits: int
+                   ) -> tuple[np.ndarray, np.ndarray, bool]:  # pragma: no cover - compiled
+    """For the grouped path: sort each unit's packed keys k[bounds[u]:bounds[u + 1]] in place (most are sorted
+    already), unpack them into epoch microseconds and step masks (as _unpack), and tell whether two rows of a
+    unit tie on the millisecond and the lowest step but match different steps (as _check_ties: the walk must
+    then order them by event id)."""
+    rows = len(k)
+    us = np.empty(rows, np.int64)
+    m = np.empty(rows, np.int64)
+    low = (1 << n) - 1
+    ambiguous = False
     for u in range(len(bounds) - 1):
         a, b = bounds[u], bounds[u + 1]
         for r in range(a + 1, b):
             if k[r] < k[r - 1]:
                 k[a:b] = np.sort(k[a:b])
                 break
+        for r in range(a, b):
+            us[r] = k[r] >> bits
+            m[r] = k[r] & low
+            if r > a and (us[r] // 1000) == (us[r - 1] // 1000) and m[r] != m[r - 1] \
+                    and (m[r] & -m[r]) == (m[r - 1] & -m[r - 1]):
+                ambiguous = True
+    return us, m, ambiguous
 
 
 class _Kernels:
@@ -365,7 +385,7 @@ class _Kernels:
 
         jit = numba.njit(cache=True, nogil=True)
         self.walk_units = jit(_walk_units)
-        self.sort_units = jit(_sort_units)
+        self.prepare_units = jit(_prepare_units)
 
 
 @functools.cache

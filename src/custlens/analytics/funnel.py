@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ibis
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from custlens.analytics import _funnel_fast as _fast
 from custlens.analytics._time import (
@@ -400,7 +402,12 @@ def _best_attempts(att: ir.Table, n: int, exclusions: bool) -> ir.Table:
     return att.filter(att._rn == 0).drop("_rn", "_mc", "_mx")
 
 
-def _aggregate(ws: Workspace, best: ir.Table, n: int, by: str | None) -> pd.DataFrame:
+def _aggregate(ws: Workspace, best: ir.Table | pa.Table, n: int, by: str | None) -> pd.DataFrame:
+    """Units reaching each step, and the mean and median of the positive seconds between consecutive steps."""
+    if isinstance(best, pa.Table):  # the fast path's units, in memory
+        if by is None:
+            return _aggregate_arrow(best, n)
+        best = ibis.memtable(best)
     aggs: dict[str, Any] = {}
     for k in range(1, n + 1):
         aggs[f"c{k}"] = (best.reached >= k).cast("int64").sum()
@@ -412,6 +419,23 @@ def _aggregate(ws: Workspace, best: ir.Table, n: int, by: str | None) -> pd.Data
             aggs[f"med{k}"] = dpos.median()
     q = best.group_by(by).aggregate(**aggs) if by else best.aggregate(**aggs)
     return ws.con.execute(q)
+
+
+def _aggregate_arrow(best: pa.Table, n: int) -> pd.DataFrame:
+    """_aggregate without a breakdown, in numpy: as DuckDB's sum, avg and median (the interpolated one)."""
+    reached = best["reached"].to_numpy()
+    row: dict[str, Any] = {}
+    prev = None
+    for k in range(1, n + 1):
+        row[f"c{k}"] = int((reached >= k).sum())
+        t = best[f"t{k}"].to_numpy(zero_copy_only=False)  # NULL (not reached) as NaN
+        if prev is not None:
+            d = t - prev
+            d = d[d > 0]  # NaN compares false: steps not reached drop out
+            row[f"avg{k}"] = float(d.mean()) if len(d) else None
+            row[f"med{k}"] = float(np.median(d)) if len(d) else None
+        prev = t
+    return pd.DataFrame([row])
 
 
 def _steps_frame(row: dict[str, Any], steps: list[FunnelStep]) -> pd.DataFrame:
@@ -438,7 +462,8 @@ def _steps_frame(row: dict[str, Any], steps: list[FunnelStep]) -> pd.DataFrame:
 
 def _run(ws: Workspace, events: ir.Table, steps: list[FunnelStep], order: str, win: float,
          exclusions: list[tuple[str, int, int]], breakdown: str | None, attr: tuple[str, int | None],
-         start: Any, end: Any) -> ir.Table:
+         start: Any, end: Any) -> ir.Table | pa.Table:
+    """Each unit's best attempt: an Ibis table, or an Arrow table from the fast path."""
     n = len(steps)
     by_value = breakdown is not None and attr[0] == "all_events"
     need_seq = breakdown is not None and attr[0] != "all_events"  # attribution looks events up by seq
@@ -524,7 +549,7 @@ def funnel(ws: Workspace, steps: Any, *, window: str | float = "14d", order: str
     else:
         # attribution only labels each person's best attempt: one run gives both tables
         bbest = _run(ws, events, parsed, order, win, excl, breakdown, attr, start, end)
-        with materialized(ws, bbest) as cached:
+        with materialized(ws, ibis.memtable(bbest) if isinstance(bbest, pa.Table) else bbest) as cached:
             overall = _steps_frame(_first_row(_aggregate(ws, cached, n, None)), parsed)
             agg = _aggregate(ws, cached, n, "bval")
     if breakdown is not None:
