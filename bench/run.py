@@ -36,13 +36,15 @@ def load_suites(only: list[str] | None) -> list[tuple[str, object]]:
 
 
 SIZE_NOTES = {
-    "M": "The analytics rows of 2026-12-06 were measured on the warehouse the pipeline suite builds (BENCH_WS_M: "
+    "M": "The analytics rows of 2026-12-06 05:22 were measured on the warehouse the pipeline suite builds (BENCH_WS_M: "
          "ingested, cleaned and optimized, so events are stored by user_id, then time); earlier analytics runs used "
-         "the ingest-only warehouse, stored in the order the generator wrote. KPIs by month took 5.20 s in this run "
-         "(best of 3 inside the suite), 4.57-4.67 s timed alone right after on the same warehouse, 4.46 s in the "
-         "earlier run: at the 5 s goal's edge. Their range covers every event, so the storage order prunes nothing; "
-         "the monthly distinct count alone was faster on the by-user order (2.7 s against 3.9 s by time). Paths "
-         "gain from it (16.1 -> 11.2 s). chdb reads its own Parquet export of the same events in both.",
+         "the ingest-only warehouse, stored in the order the generator wrote. The funnel row is the grouped path "
+         "with the compiled walk (docs/analytics-funnels-retention.md): 1.28 s against chdb's 1.62 s in this run; "
+         "chdb's own time moves between 1.36 and 1.95 s from run to run on this machine, ours between 1.23 and "
+         "1.70 s, so a second check alternated the two six times in one process: custlens faster in 5 of 6 pairs, "
+         "medians 1.58 s against 1.78 s. KPIs by month: 4.63 s here, 5.20 s in the run before (best of 3 each): "
+         "close to the 5 s goal. Their range covers every event, so the storage order prunes nothing. Paths gain "
+         "from the storage order (16.1 -> 11-12 s). chdb reads its own Parquet export of the same events.",
     "L": "Size L is generated like M for 5M customers, in 5 parts of 1M written one after another "
          "(`generate(..., shards=5)`, Parquet: docs/demo-data.md; the generator holds a part's orders in memory): "
          "5.35M customer records (CRM and app), 50.5M orders, 84.9M order lines, 248.5M events, 10.4M tickets and "
