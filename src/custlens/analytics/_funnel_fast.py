@@ -287,8 +287,10 @@ def _walk(bounds: np.ndarray, us: np.ndarray, m: np.ndarray, n: int, win: float
           ) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """Per unit with a step-1 event: reached, t1..tn of its best attempt, and the row of each step. The
     rows of unit u are bounds[u]:bounds[u + 1], in (time, lowest step) order."""
-    reached, times, pos = _compiled().walk_units(bounds, np.ascontiguousarray(us, np.int64), m.astype(np.int64), n,
-                                                 float(win))
+    us = np.ascontiguousarray(us, np.int64)
+    if not us.flags.writeable:  # a zero-copy Arrow column: numba compiles read-only arrays as another type
+        us = us.copy()
+    reached, times, pos = _compiled().walk_units(bounds, us, m.astype(np.int64), n, float(win))
     return {"reached": reached, **{f"t{k}": times[k - 1] for k in range(1, n + 1)}}, list(pos)
 
 
@@ -391,6 +393,14 @@ class _Kernels:
 @functools.cache
 def _compiled() -> _Kernels:
     return _Kernels()
+
+
+def warm() -> None:
+    """Compile the kernels for the argument types the walk passes (or load them from numba's cache): the first
+    compile on a machine takes ~5 s. `custlens demo` runs this in a background process while it loads data."""
+    bounds = np.array([0, 2], np.int64)
+    us, m, _ = _compiled().prepare_units(bounds, np.array([(1000 << 7) | 17, 1 << 7 | 18], np.int64), 4, 7)
+    _walk(bounds, us, m, 4, 60.0)
 
 
 def _attributed(bval: pa.Array, pos: list[np.ndarray], reached: np.ndarray,
