@@ -215,15 +215,19 @@ def _walk_grouped(reader: pa.RecordBatchReader, n: int, win: float) -> list[dict
         cols, _ = _walk(bounds, us, m, n, win)
         return cols
 
+    pending: list[Future] = []
     with ThreadPoolExecutor(max_workers=_WALKERS) as pool:
-        pending: list[Future] = []
-        for batch in reader:
-            if not batch.num_rows:
-                continue
-            if len(pending) >= 2 * _WALKERS:
-                pending[-2 * _WALKERS].result()
-            pending.append(pool.submit(walk, batch.column(0)))
+        for ks in (b.column(0) for b in reader if b.num_rows):
+            _submit(pool, pending, walk, ks)
         return [f.result() for f in pending]
+
+
+def _submit(pool: ThreadPoolExecutor, pending: list[Future], fn: Any, arg: Any) -> None:
+    """Queue fn(arg) for a walker, first waiting for the batch 2 * _WALKERS back: at most that many batches are
+    in memory at once."""
+    if len(pending) >= 2 * _WALKERS:
+        pending[-2 * _WALKERS].result()
+    pending.append(pool.submit(fn, arg))
 
 
 _GROUPED_BATCH = 1 << 14  # units per Arrow batch of key lists (~340k keys at M): DuckDB converts the lists
@@ -273,9 +277,7 @@ def _walk_sorted(reader: pa.RecordBatchReader, n: int, win: float, attribution: 
                 continue
             done = tab.slice(0, cut) if carry is None else pa.concat_tables([carry, tab.slice(0, cut)])
             if done.num_rows:
-                if len(pending) >= 2 * _WALKERS:  # at most this many batches in memory at once
-                    pending[-2 * _WALKERS].result()
-                pending.append(pool.submit(walk, done))
+                _submit(pool, pending, walk, done)
             carry, carry_h = tab.slice(cut), h[-1]
         if carry is not None and carry.num_rows:
             pending.append(pool.submit(walk, carry))
