@@ -252,3 +252,36 @@ def test_retention_aggregates_then_deletes_old_events(ws):
     daily = ws.duck.execute("SELECT event, events, users FROM events_daily").fetchall()
     assert daily == [("view", 5, 2)]
     assert any(r["action"] == "retention.events" for r in audit.show(ws))
+
+
+def test_erasure_matches_whole_identifiers_not_substrings(sws):
+    """Erasing C2 leaves C21, a row whose ciphertext happens to contain "C2", another customer whose phone has
+    the same masked display form, and a quarantined row naming C21; it removes the quarantined row naming C2
+    (the substring and display-form tests deleted all of them)."""
+    disp, pseudo, enc = protect_values(["13900004321"], "phone", sws.key)  # C2's is 13987654321: 139****4321
+    assert disp == protect_values([PHONES["C2"]], "phone", sws.key)[0]
+    insert_rows(sws, "customers", [{"user_id": "C21", "province": "广东", "_source": "x.csv"},
+                                   {"user_id": "X9", "phone_enc": "v1:abcC2def", "province": "广东", "_source": "x.csv"},
+                                   {"user_id": "X8", "phone": disp[0], "phone_pseudo": pseudo[0], "phone_enc": enc[0],
+                                    "province": "广东", "_source": "x.csv"}])
+    if sws.has_table("quarantine"):
+        insert_rows(sws, "quarantine", [
+            {"table_name": "orders", "source": "y.csv", "row": 3, "reason": "bad", "stage": "ingest",
+             "raw": json.dumps({"用户ID": "C21"}, ensure_ascii=False)},
+            {"table_name": "orders", "source": "y.csv", "row": 4, "reason": "bad", "stage": "ingest",
+             "raw": json.dumps({"用户ID": "C2"}, ensure_ascii=False)}])
+    (sws.reports_dir / "c21.html").write_text("<td>C21</td>")
+    rid = _approved(sws, "erase", {"user_id": "C2"})
+    sws.close()
+    alice = as_user(sws, "alice")
+    res = erase_subject(alice, "C2", request_id=rid)
+    alice.close()
+    assert res["rows_deleted"]["customers"] == 1
+    ws = custlens.open(sws.root)
+    left = {r[0] for r in ws.duck.execute("SELECT user_id FROM customers").fetchall()}
+    assert {"C21", "X9", "X8", "C1", "A1"} <= left and "C2" not in left
+    if ws.has_table("quarantine"):
+        raws = [r[0] for r in ws.duck.execute("SELECT raw FROM quarantine WHERE source = 'y.csv'").fetchall()]
+        assert raws == [json.dumps({"用户ID": "C21"}, ensure_ascii=False)]
+    ws.close()
+    assert (sws.reports_dir / "c21.html").exists() and not (sws.reports_dir / "other.html").exists()

@@ -5,6 +5,7 @@ rectification with history, approved reveal of raw PII, and the retention of raw
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import zipfile
 from datetime import datetime, timedelta
@@ -179,13 +180,22 @@ def erase_subject(ws: Workspace, user_id: str, *, request_id: str | None) -> dic
             n = con.execute(f"DELETE FROM {quote(tname)} WHERE user_id IN (SELECT unnest(?))", [ids]).fetchone()[0]
             if n:
                 counts[tname] = n
-        # traces outside user_id columns: quarantined raw rows, pseudonyms in any *_pseudo column
-        needles = ids + idents["pseudo"] + idents["display"]
+        # traces outside user_id columns: quarantined raw rows, pseudonyms in any *_pseudo column. A needle
+        # counts as a whole token (_mention): a plain substring test erased other customers too, e.g. "C21"
+        # with "C2", or any row whose ciphertext happened to contain "C2". Ciphertext columns (*_enc) cannot
+        # hold a plaintext trace and are left out. Display forms ("139****4321") are not looked for in tables:
+        # they are shared by other customers (at 1M customers a masked phone is shared by a few); they still
+        # mark report files (below).
+        needles = [x for x in ids + idents["pseudo"] if x]
         for tname, col in con.execute("SELECT table_name, column_name FROM information_schema.columns WHERE "
                                       "table_schema = 'main' AND data_type = 'VARCHAR' AND table_name NOT IN "
                                       "('tombstones', 'audit_log', 'audit_checkpoints')").fetchall():
-            cond = " OR ".join([f"contains({quote(col)}, ?)"] * len(needles))
-            n = con.execute(f"DELETE FROM {quote(tname)} WHERE {cond}", needles).fetchone()[0] if needles else 0
+            if not needles or col.endswith("_enc"):
+                continue
+            c = quote(col)
+            cond = " OR ".join([f"(contains({c}, ?) AND regexp_matches({c}, ?))"] * len(needles))
+            params = [v for x in needles for v in (x, _mention(x))]
+            n = con.execute(f"DELETE FROM {quote(tname)} WHERE {cond}", params).fetchone()[0]
             if n:
                 counts[f"{tname}"] = counts.get(tname, 0) + n
         for u in ids:
@@ -231,9 +241,20 @@ def _erase_files(ws: Workspace, needles: list[str]) -> list[str]:
     return changed
 
 
+_WORD = "0-9A-Za-z_"
+
+
+def _mention(needle: str) -> str:
+    """A regular expression (RE2 and Python) for `needle` as a whole token: not preceded or followed by a
+    letter, digit or underscore. "C2" is found in `{"用户ID": "C2"}` and `<td>C2</td>`, not in "C21"."""
+    return f"(^|[^{_WORD}]){re.escape(needle)}($|[^{_WORD}])"
+
+
 def _file_mentions(p: Path, needles: list[str]) -> bool:
+    pats = [(n.encode(), re.compile(_mention(n).encode())) for n in needles if n]
+
     def has(blob: bytes) -> bool:
-        return any(n.encode() in blob for n in needles if n)
+        return any(raw in blob and pat.search(blob) for raw, pat in pats)
 
     if p.suffix in (".xlsx", ".zip"):
         try:
