@@ -79,12 +79,16 @@ def _name_bits(names: list[str], n: int) -> dict[str, int]:
     return out
 
 
+def _events_sql(ws: Workspace, ev: ir.Table) -> str:
+    """The step events' SQL, with the in-memory tables the expression reads registered."""
+    ws.con._run_pre_execute_hooks(ev)
+    return ibis.to_sql(ev, dialect="duckdb")
+
+
 def _packed_select(ws: Workspace, ev: ir.Table, n: int, bits: int, bval: str, names: list[str] | None,
                    extra: str = "") -> str:
     """SELECT of the unit's hash `h` and the packed key `k` (see _sorted_reader) over the step events."""
-    con = ws.con
-    con._run_pre_execute_hooks(ev)  # registers in-memory tables the expression reads
-    inner = ibis.to_sql(ev, dialect="duckdb")
+    inner = _events_sql(ws, ev)
     if names:  # a row of another name (none pass the event filter) gets what _minstep and the mask give it
         low = ("CASE \"event\" " + " ".join(f"WHEN {sqlglot.exp.Literal.string(name).sql('duckdb')} THEN {v}"
                                            for name, v in _name_bits(names, n).items())
@@ -115,8 +119,7 @@ def _sorted_reader(ws: Workspace, ev: ir.Table, n: int, with_bval: bool, by_eid:
     if bits is not None:
         sql = f'SELECT h, k{bval} FROM ({_packed_select(ws, ev, n, bits, bval, names)}) ORDER BY h, k'
         return con.con.execute(sql).to_arrow_reader(_BATCH)
-    con._run_pre_execute_hooks(ev)
-    inner = ibis.to_sql(ev, dialect="duckdb")
+    inner = _events_sql(ws, ev)
     kind = _MASK_TYPES[next(i for i, b in enumerate((8, 16, 32, 64)) if n <= b)]
     mask = " | ".join(f'(("m{k}" IS TRUE)::{kind} << {k - 1})' for k in range(1, n + 1))
     eid = ', "_eid"' if by_eid else ""
@@ -205,12 +208,13 @@ def _walk_grouped(reader: pa.RecordBatchReader, n: int, win: float) -> list[dict
     """Walk the units' key lists (_grouped_reader) batch by batch, on two threads (the compiled parts
     release the GIL)."""
 
+    bits = _packed_bits(n)
+    assert bits is not None  # _grouped_reader gives no reader otherwise
+
     def walk(ks: pa.ListArray) -> dict[str, Any]:
         offsets = ks.offsets.to_numpy()
         bounds = (offsets - offsets[0]).astype(np.int64)
         k = np.array(ks.flatten().to_numpy(), dtype=np.int64)  # a copy: sorted in place
-        bits = _packed_bits(n)
-        assert bits is not None
         us, m, ambiguous = _compiled().prepare_units(bounds, k, n, bits)
         if ambiguous:
             raise _Ambiguous
@@ -397,7 +401,6 @@ class _Kernels:
 _KERNELS_LOCK = threading.Lock()
 
 
-@functools.cache
 def _compiled() -> _Kernels:
     with _KERNELS_LOCK:  # one construction even when the loader thread and a walker ask at once
         return _loaded()
